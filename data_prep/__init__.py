@@ -1,0 +1,1 @@
+"""Corpus building: music sources -> normalized ABC records -> DatasetDict."""
