@@ -1,0 +1,308 @@
+"""Find the pieces of a listening test in sample folders and prepare their media.
+
+A sample folder is what `abcmamba generate` writes (per tune ``NAME.abc``,
+``NAME.mid``, ``NAME.musicxml``, ``NAME.svg``, maybe ``NAME.wav``) or a folder of
+real tunes (``.abc`` files with one or many tunes, ``.mid`` files). Files that
+share a stem form one sample. A multi-tune ``.abc`` file gives one sample per tune.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from abcmamba import UserError
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".ogg", ".mp3")
+MIDI_SUFFIXES = (".mid", ".midi")
+HUMAN_LABELS = ("real", "human")
+# Header fields that could reveal where a tune came from (title, composer,
+# origin, notes, ...) are removed before engraving so the page stays blind.
+REVEALING_FIELDS = set("TCOABDFGHNSZIPW")
+DEFAULT_SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf3/MuseScore_General.sf3",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+)
+
+
+@dataclass
+class Sample:
+    """One piece of the test: where its files are and which source made it."""
+
+    id: str
+    source: str
+    name: str
+    is_human: bool
+    abc: str | None = None
+    files: dict[str, Path] = field(default_factory=dict)  # kind -> path
+
+
+def sample_id(source: str, name: str) -> str:
+    """Stable id of a sample: a hash of its source label and file name."""
+    return hashlib.sha1(f"{source}/{name}".encode()).hexdigest()[:16]
+
+
+def parse_samples_arg(value: str) -> tuple[Path, str]:
+    """Split ``DIR`` or ``DIR=label`` into a folder and a source label."""
+    if "=" in value:
+        folder, label = value.rsplit("=", 1)
+        label = label.strip()
+    else:
+        folder, label = value, ""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise UserError(f"--samples {value}: {path} is not a folder")
+    label = label or path.resolve().name
+    if not re.fullmatch(r"[\w.+-]{1,64}", label):
+        raise UserError(
+            f"--samples {value}: label {label!r} must be 1-64 of [A-Za-z0-9_.+-]"
+        )
+    return path, label
+
+
+def _split_tunes(text: str) -> list[str]:
+    try:
+        from abcmamba.abc import split_tunes
+    except ImportError:  # the shared ABC module is optional here
+        split_tunes = None
+    if split_tunes is not None:
+        return [t for t in split_tunes(text) if t.strip()]
+    chunks = re.split(r"\n\s*\n", text.replace("\r\n", "\n"))
+    return [c.strip() + "\n" for c in chunks if re.search(r"^X:", c, re.M)]
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def blind_abc(abc: str) -> str:
+    """The tune without header fields that name its title, composer or origin."""
+    lines = []
+    for line in abc.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("%"):
+            continue
+        if len(stripped) > 1 and stripped[1] == ":" and stripped[0] in REVEALING_FIELDS:
+            continue
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def find_samples(
+    folders: list[tuple[Path, str]], human_labels=HUMAN_LABELS
+) -> list[Sample]:
+    """All samples in the given (folder, label) pairs, in a stable order."""
+    samples: dict[str, Sample] = {}
+    for folder, label in folders:
+        is_human = label.lower() in human_labels
+        found = 0
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            suffix = path.suffix.lower()
+            rel = path.relative_to(folder).with_suffix("").as_posix()
+            if suffix == ".abc":
+                tunes = _split_tunes(_read_text(path))
+                if not tunes:
+                    logger.warning("skipping %s: no tune (no X: line)", path)
+                    continue
+                for k, tune in enumerate(tunes):
+                    name = rel if len(tunes) == 1 else f"{rel}#{k + 1}"
+                    s = _get(samples, label, name, is_human)
+                    s.abc, s.files["abc"] = tune, path
+            elif suffix in MIDI_SUFFIXES:
+                _get(samples, label, rel, is_human).files["midi"] = path
+            elif suffix in AUDIO_SUFFIXES:
+                _get(samples, label, rel, is_human).files["audio"] = path
+            elif suffix == ".svg":
+                _get(samples, label, rel, is_human).files["svg"] = path
+            else:
+                continue
+            found += 1
+        if not found:
+            raise UserError(
+                f"--samples {folder}: no .abc, .mid, .wav or .svg files in it"
+            )
+    # A sample needs something to listen to; MIDI can be made from ABC later.
+    usable = [
+        s for s in samples.values() if s.abc or "midi" in s.files or "audio" in s.files
+    ]
+    for s in samples.values():
+        if s not in usable:
+            logger.warning(
+                "skipping %s/%s: no ABC, MIDI or audio file", s.source, s.name
+            )
+    if not usable:
+        raise UserError("no playable samples found in the --samples folders")
+    return sorted(usable, key=lambda s: (s.source, s.name))
+
+
+def _get(samples: dict[str, Sample], label: str, name: str, is_human: bool) -> Sample:
+    sid = sample_id(label, name)
+    if sid not in samples:
+        samples[sid] = Sample(id=sid, source=label, name=name, is_human=is_human)
+    return samples[sid]
+
+
+def find_soundfont(explicit: str | None = None) -> Path | None:
+    """The General MIDI soundfont to render with: the given one or a Debian one."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise UserError(f"--soundfont {explicit}: no such file")
+        return path
+    return next((Path(p) for p in DEFAULT_SOUNDFONTS if Path(p).is_file()), None)
+
+
+class MediaStore:
+    """Makes and caches what the page needs per sample: MIDI, audio and SVG files."""
+
+    def __init__(self, cache_dir: Path, soundfont: Path | None = None) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.soundfont = soundfont
+
+    def prepare(self, sample: Sample, render_audio: bool = False) -> dict[str, Path]:
+        """The sample's media by kind ("midi", "audio", "svg"); made ones are cached.
+
+        Runs before serving, in the main thread: verovio loads its fonts per thread,
+        and a participant should never wait on abc2midi or FluidSynth.
+        """
+        media = {}
+        midi = self.midi(sample)
+        if midi is not None:
+            media["midi"] = midi
+        audio = self.audio(sample, midi, render_audio)
+        if audio is not None:
+            media["audio"] = audio
+        svg = self.svg(sample)
+        if svg is not None:
+            media["svg"] = svg
+        return media
+
+    def midi(self, sample: Sample) -> Path | None:
+        """The sample's MIDI file, made from its ABC when the folder has none."""
+        if "midi" in sample.files:
+            return sample.files["midi"]
+        if not sample.abc:
+            return None
+        out = self.cache_dir / f"{sample.id}.mid"
+        if out.is_file() or _abc_to_midi(sample.abc, out):
+            return out
+        return None
+
+    def svg(self, sample: Sample) -> Path | None:
+        """Sheet music: engraved from the blinded ABC so every source looks alike."""
+        if sample.abc:
+            out = self.cache_dir / f"{sample.id}.svg"
+            if out.is_file() or _abc_to_svg(blind_abc(sample.abc), out):
+                return out
+        return sample.files.get("svg")
+
+    def audio(self, sample: Sample, midi: Path | None, render: bool) -> Path | None:
+        """A pre-rendered audio file, or a WAV rendered with FluidSynth when asked."""
+        if "audio" in sample.files:
+            return sample.files["audio"]
+        if not render or midi is None or self.soundfont is None:
+            return None
+        out = self.cache_dir / f"{sample.id}.wav"
+        if out.is_file() or render_wav(midi, out, self.soundfont):
+            return out
+        return None
+
+
+def render_wav(midi: Path, out: Path, soundfont: Path) -> bool:
+    """Render MIDI to a 44.1 kHz WAV with FluidSynth; False when that fails."""
+    exe = shutil.which("fluidsynth")
+    if exe is None:
+        return False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".part.wav")
+    cmd = [exe, "-ni", "-q", "-F", str(tmp), "-r", "44100", str(soundfont), str(midi)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        logger.warning("fluidsynth timed out on %s", midi)
+        return False
+    if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size <= 44:
+        logger.warning("fluidsynth failed on %s: %s", midi, proc.stderr.strip()[-200:])
+        tmp.unlink(missing_ok=True)
+        return False
+    tmp.replace(out)  # atomic: a half-written WAV is never served
+    return True
+
+
+def _abc_to_midi(abc: str, out: Path) -> bool:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_abc, tmp_mid = Path(tmp) / "tune.abc", Path(tmp) / "tune.mid"
+        tmp_abc.write_text(abc, encoding="utf-8")
+        # abc2midi is the reference implementation; music21 is the fallback.
+        if shutil.which("abc2midi"):
+            subprocess.run(
+                ["abc2midi", str(tmp_abc), "-o", str(tmp_mid)],
+                capture_output=True,
+                timeout=60,
+            )
+        if not tmp_mid.is_file():
+            try:
+                import music21
+
+                music21.converter.parse(abc, format="abc").write(
+                    "midi", fp=str(tmp_mid)
+                )
+            except Exception as err:  # music21 raises many kinds on bad ABC
+                logger.warning("cannot make MIDI from ABC: %s", err)
+                return False
+        shutil.move(str(tmp_mid), out)
+    return True
+
+
+def _abc_to_svg(abc: str, out: Path) -> bool:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".part.svg")
+    try:
+        from abcmamba.convert import abc_to_svg
+    except ImportError:
+        abc_to_svg = None
+    try:
+        if abc_to_svg is not None:
+            abc_to_svg(abc, tmp)
+        else:
+            import verovio
+
+            toolkit = verovio.toolkit()
+            # Set explicitly: the default is not found from a second thread.
+            toolkit.setResourcePath(str(Path(verovio.__file__).parent / "data"))
+            # One tall page: the whole tune on screen, no page turns.
+            toolkit.setOptions(
+                {
+                    "inputFrom": "abc",
+                    "pageHeight": 60000,
+                    "adjustPageHeight": True,
+                    "pageWidth": 2100,
+                    "scale": 40,
+                }
+            )
+            if not toolkit.loadData(abc):
+                raise ValueError("verovio could not read the ABC")
+            tmp.write_text(toolkit.renderToSVG(1), encoding="utf-8")
+    except Exception as err:  # engraving is best effort; the page works without it
+        logger.warning("cannot engrave sheet music: %s", err)
+        tmp.unlink(missing_ok=True)
+        return False
+    if not tmp.is_file():
+        return False
+    tmp.replace(out)
+    return True
