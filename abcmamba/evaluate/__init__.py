@@ -1,0 +1,323 @@
+"""`abcmamba evaluate`: bits per character, validity, conditioning and music metrics.
+
+Measures one or more models against the held-out split of a corpus and
+writes report.json, report.md and PNG plots. The metric functions live in
+the submodules and are plain functions over note arrays or ABC text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from abcmamba import UserError
+
+logger = logging.getLogger(__name__)
+
+PLAGIARISM_BARS = 8  # a shared run of this many bars counts as a copied phrase
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `abcmamba evaluate`."""
+    parser.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="DIR_OR_ID",
+        help="model folder, run folder (uses its final/) or Hub id; repeat to compare",
+    )
+    parser.add_argument(
+        "--data", required=True, help="corpus folder written by data_prep"
+    )
+    parser.add_argument(
+        "-n", type=int, default=200, help="samples per model and per mode"
+    )
+    parser.add_argument("--out", default="reports/evaluate", help="report folder")
+    parser.add_argument("--split", default="test", help="held-out split to measure on")
+    parser.add_argument(
+        "--bpc-tunes",
+        type=int,
+        default=0,
+        help="score only this many tunes for bpc (0: all)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="tunes per forward pass"
+    )
+    parser.add_argument(
+        "--max-length", type=int, default=2048, help="tokens per bpc window"
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=512, help="tokens per sample"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of sampling")
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: cuda if available)"
+    )
+
+
+def resolve_model(spec: str) -> str:
+    """A loadable folder or Hub id for DIR_OR_ID; run folders resolve to their final/."""
+    path = Path(spec)
+    if path.exists():
+        if (path / "final" / "config.json").is_file():
+            return str(path / "final")
+        if not (path / "config.json").is_file():
+            raise UserError(
+                f"no model in {spec} (expected config.json or final/config.json)"
+            )
+        return str(path)
+    parts = spec.split("/")
+    if spec.startswith((".", "/", "~")) or len(parts) != 2 or not all(parts):
+        raise UserError(f"model folder {spec} does not exist")
+    return spec  # a Hub id
+
+
+def load_model(spec: str, device: str | None = None):
+    """(model, tokenizer) from a folder or Hub id, with one-line errors."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    where = resolve_model(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where)
+    except OSError as err:
+        raise UserError(
+            f"cannot load model {spec}: {str(err).splitlines()[0]}"
+        ) from err
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer
+
+
+def load_corpus(path: str, split: str):
+    """The DatasetDict at `path`, checked to have `split` and `train`."""
+    from datasets import DatasetDict, load_from_disk
+
+    if not Path(path).exists():
+        raise UserError(
+            f"corpus folder {path} does not exist (run `python -m data_prep`)"
+        )
+    try:
+        corpus = load_from_disk(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(f"{path} is not a saved DatasetDict: {err}") from err
+    if not isinstance(corpus, DatasetDict):
+        raise UserError(f"{path} holds one Dataset, not a DatasetDict with splits")
+    for name in (split, "train"):
+        if name not in corpus or len(corpus[name]) == 0:
+            raise UserError(f"corpus {path} has no {name!r} split or it is empty")
+    return corpus
+
+
+def _features_of(analyses) -> list[dict]:
+    return [a.features for a in analyses if a.features is not None]
+
+
+def _plagiarism(index, tunes: list[str], training_ids: list[str]) -> dict:
+    from abcmamba.evaluate.structure import BarIndex
+
+    assert isinstance(index, BarIndex)
+    matches = [index.longest_match(abc) for abc in tunes]
+    lengths = [m.length for m in matches]
+    worst = max(range(len(matches)), key=lambda i: lengths[i]) if matches else None
+    return {
+        "count": len(lengths),
+        "longest": lengths,
+        "longest_mean": float(np.mean(lengths)) if lengths else float("nan"),
+        "longest_max": max(lengths) if lengths else 0,
+        "share_at_least_8": (
+            sum(n >= PLAGIARISM_BARS for n in lengths) / len(lengths)
+            if lengths
+            else float("nan")
+        ),
+        "worst_training_tune": (
+            training_ids[matches[worst].tune_index]
+            if worst is not None and matches[worst].tune_index >= 0
+            else None
+        ),
+    }
+
+
+def _distances(real_features: list[dict], generated: list[dict]) -> dict:
+    from abcmamba.evaluate.metrics import FEATURES, inter_set_distances
+
+    out = {}
+    for name in FEATURES:
+        r = np.stack([f[name] for f in real_features])
+        g = (
+            np.stack([f[name] for f in generated])
+            if generated
+            else np.zeros((0, r.shape[1]))
+        )
+        out[name] = inter_set_distances(r, g)
+    return out
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Run every measurement for every --model; returns the report and writes it."""
+    from abcmamba.evaluate.bpc import bits_per_character
+    from abcmamba.evaluate.metrics import (
+        FEATURES,
+        compare_sets,
+        intra_set_distances,
+        overlap_area,
+    )
+    from abcmamba.evaluate.report import write_json, write_markdown, write_plots
+    from abcmamba.evaluate.samples import (
+        analyse_tunes,
+        conditioning_summary,
+        conditions_from_records,
+        sample_tunes,
+        validity_summary,
+    )
+    from abcmamba.evaluate.structure import BarIndex, structure_summary
+
+    if args.n < 2:
+        raise UserError("-n must be at least 2")
+    specs = list(dict.fromkeys(args.model))
+    for spec in specs:
+        resolve_model(spec)  # fail before any slow work
+    corpus = load_corpus(args.data, args.split)
+    held_out, train = corpus[args.split], corpus["train"]
+    rng = np.random.default_rng(args.seed)
+    picks = rng.choice(len(held_out), size=min(args.n, len(held_out)), replace=False)
+    real_records = [held_out[int(i)] for i in sorted(picks)]
+    real_abc = [r["abc"] for r in real_records]
+
+    logger.info("indexing %d training tunes by bar n-grams", len(train))
+    start = time.perf_counter()
+    index = BarIndex(train["abc"])
+    train_ids = [
+        str(i)
+        for i in (train["id"] if "id" in train.column_names else range(len(train)))
+    ]
+    logger.info("bar index built in %.1f s", time.perf_counter() - start)
+
+    real = analyse_tunes(real_abc, desc="real tunes", midi=False)
+    real_features = _features_of(real)
+    if len(real_features) < 2:
+        raise UserError(
+            f"fewer than 2 {args.split} tunes of {args.data} could be parsed"
+        )
+    real_structure = structure_summary(
+        [a.bars for a in real], [a.repeats for a in real]
+    )
+    report: dict = {
+        "data": str(args.data),
+        "split": args.split,
+        "n": args.n,
+        "seed": args.seed,
+        "real": {
+            "validity": validity_summary(real),
+            "features_computed_on": len(real_features),
+            "structure": real_structure,
+            "plagiarism": _plagiarism(index, real_abc, train_ids),
+        },
+        "models": {},
+    }
+    distances = {
+        "real": {
+            name: intra_set_distances(np.stack([f[name] for f in real_features]))
+            for name in FEATURES
+        }
+    }
+
+    bpc_texts = list(held_out["abc"])
+    bpc_sources = (
+        list(held_out["source"]) if "source" in held_out.column_names else None
+    )
+    if args.bpc_tunes:
+        bpc_texts = bpc_texts[: args.bpc_tunes]
+        bpc_sources = bpc_sources[: args.bpc_tunes] if bpc_sources else None
+    requests = conditions_from_records(real_records, args.n, seed=args.seed)
+
+    for spec in specs:
+        name = Path(spec).name if Path(spec).exists() else spec
+        if name in report["models"]:
+            name = spec
+        model, tokenizer = load_model(spec, args.device)
+        entry: dict = {
+            "model": spec,
+            "params": sum(p.numel() for p in model.parameters()),
+        }
+        logger.info("%s: bits per character on %d tunes", name, len(bpc_texts))
+        start = time.perf_counter()
+        entry["bpc"] = bits_per_character(
+            model, tokenizer, bpc_texts, bpc_sources, args.batch_size, args.max_length
+        )
+        entry["bpc"].pop("per_tune_bits")
+        entry["bpc"]["seconds"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        free = sample_tunes(
+            model,
+            tokenizer,
+            [{}] * args.n,
+            args.seed,
+            args.max_new_tokens,
+            args.batch_size,
+        )
+        conditioned = sample_tunes(
+            model,
+            tokenizer,
+            requests,
+            args.seed + args.n,
+            args.max_new_tokens,
+            args.batch_size,
+        )
+        entry["sampling_seconds"] = time.perf_counter() - start
+        free_a = analyse_tunes(free, desc=f"{name} samples")
+        cond_a = analyse_tunes(conditioned, desc=f"{name} conditioned")
+        entry["validity_unconditioned"] = validity_summary(free_a)
+        entry["validity_conditioned"] = validity_summary(cond_a)
+        entry["conditioning"] = conditioning_summary(requests, cond_a)
+        entry["requests"] = requests
+
+        every = free_a + cond_a
+        generated = _features_of(every)
+        entry["features_computed_on"] = len(generated)
+        entry["features_not_computed"] = len(every) - len(generated)
+        if generated:
+            entry["features"] = compare_sets(real_features, generated)
+        else:
+            logger.warning(
+                "%s: no sample could be parsed; music features skipped", name
+            )
+            entry["features"] = {f: {} for f in FEATURES}
+        distances[name] = _distances(real_features, generated)
+        structure = structure_summary(
+            [a.bars for a in every], [a.repeats for a in every]
+        )
+        if structure["count"] and real_structure["count"]:
+            structure["n_bars_overlap_area"] = overlap_area(
+                real_structure["n_bars"], structure["n_bars"]
+            )
+        entry["structure"] = structure
+        entry["plagiarism"] = _plagiarism(index, [a.abc for a in every], train_ids)
+        entry["samples"] = {"unconditioned": free, "conditioned": conditioned}
+        report["models"][name] = entry
+        del model
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report["plots"] = write_plots(report, distances, out)
+    write_json(report, out / "report.json")
+    write_markdown(report, out / "report.md")
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `abcmamba evaluate`."""
+    report = evaluate(args)
+    out = Path(args.out)
+    logger.info(
+        "wrote %s, %s and %d plots",
+        out / "report.json",
+        out / "report.md",
+        len(report["plots"]),
+    )
+    return 0

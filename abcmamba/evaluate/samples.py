@@ -1,0 +1,320 @@
+"""Analyse tunes (real or sampled): validity, MIDI conversion, features, conditioning.
+
+Every tune goes through :func:`analyse_tune`, which records why it failed
+instead of dropping it, so each metric can say on how many tunes it was
+computed and how many could not be used.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from abcmamba.evaluate.metrics import notes_from_stream, piece_features
+from abcmamba.evaluate.structure import has_repeats, split_bars
+
+logger = logging.getLogger(__name__)
+
+# Header fields a conditioned sample is asked for, in canonical order.
+CONDITION_FIELDS = ("rhythm", "meter", "unit_note_length", "key")
+_LETTER = {
+    "composer": "C",
+    "rhythm": "R",
+    "meter": "M",
+    "unit_note_length": "L",
+    "key": "K",
+}
+
+
+@dataclass
+class TuneAnalysis:
+    """What could be measured on one tune, and why the rest could not."""
+
+    abc: str
+    reasons: list[str] = field(default_factory=list)  # empty == valid
+    parsed: bool = False
+    features: dict[str, np.ndarray] | None = None
+    bars: list[str] = field(default_factory=list)
+    repeats: bool = False
+    header: dict[str, list[str]] = field(default_factory=dict)
+    key_sharps: int | None = None  # key signature the tune declares
+    analysed_sharps: int | None = None  # key signature of music21's key estimate
+    bar_fit: float | None = None  # share of inner bars whose length fits the meter
+
+    @property
+    def valid(self) -> bool:
+        """Passed validation, parsed, and converted to MIDI."""
+        return not self.reasons
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason with its numbers and quoted parts removed, to count reasons by kind."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
+    return re.sub(r"\d+(?:[./]\d+)*", "N", text).strip()[:120]
+
+
+def _validate(abc: str) -> list[str]:
+    try:
+        from abcmamba.abc import validate
+    except ImportError:
+        logger.warning(
+            "abcmamba.abc.validate is not available; only parsing is checked"
+        )
+        return []
+    return list(validate(abc))
+
+
+def _parse_header(abc: str) -> dict[str, list[str]]:
+    header: dict[str, list[str]] = {}
+    for line in abc.splitlines():
+        if re.match(r"^[A-Za-z]:", line):
+            header.setdefault(line[0], []).append(line[2:].strip())
+            if line[0] == "K":
+                break
+    return header
+
+
+def _to_score(abc: str):
+    try:
+        from abcmamba.convert import abc_to_score
+    except ImportError:
+        import music21
+
+        return music21.converter.parse(abc, format="abc", forceSource=True)
+    return abc_to_score(abc)
+
+
+def _to_midi(abc: str, path: Path) -> None:
+    try:
+        from abcmamba.convert import abc_to_midi
+    except ImportError:
+        _to_score(abc).write("midi", fp=str(path))
+        return
+    abc_to_midi(abc, path)
+
+
+def key_signature_sharps(key: str) -> int | None:
+    """Sharps (negative: flats) of an ABC `K:` value, e.g. 'Dmix' -> 1; None if unknown."""
+    from music21 import abcFormat
+
+    meta = abcFormat.ABCMetadata(f"K:{key}")
+    meta.preParse()
+    try:
+        return int(meta.getKeySignatureObject().sharps)
+    except Exception:  # music21 raises several types for keys it cannot read
+        return None
+
+
+def _bar_fit(score) -> float | None:
+    """Share of bars (first and last excluded: pickups) whose length equals the meter's."""
+    from music21 import stream
+
+    part = score.parts[0] if isinstance(score, stream.Score) and score.parts else score
+    measures = list(part.getElementsByClass(stream.Measure))[1:-1]
+    fits = []
+    for measure in measures:
+        ts = measure.getContextByClass("TimeSignature")
+        if ts is None:
+            continue
+        fits.append(
+            abs(measure.duration.quarterLength - ts.barDuration.quarterLength) < 1e-6
+        )
+    return sum(fits) / len(fits) if fits else None
+
+
+def analyse_tune(abc: str, midi: bool = True) -> TuneAnalysis:
+    """Validate, parse and convert one tune; collect its features and structure."""
+    result = TuneAnalysis(abc=abc, header=_parse_header(abc))
+    result.bars = split_bars(abc)
+    result.repeats = has_repeats(abc)
+    try:
+        result.reasons.extend(_validate(abc))
+    except Exception as err:  # a crash in the validator is a reason, not a stop
+        result.reasons.append(f"validator error: {type(err).__name__}")
+    try:
+        score = _to_score(abc)
+    except Exception as err:  # music21 raises many types on bad ABC
+        result.reasons.append(f"music21 cannot parse: {type(err).__name__}")
+        return result
+    result.parsed = True
+    notes = notes_from_stream(score)
+    if len(notes) < 2:
+        result.reasons.append("fewer than 2 notes")
+    else:
+        result.features = piece_features(notes)
+    if "K" in result.header:
+        result.key_sharps = key_signature_sharps(result.header["K"][-1])
+    try:
+        result.analysed_sharps = (
+            int(score.analyze("key").sharps) if len(notes) else None
+        )
+    except Exception as err:
+        logger.debug("key analysis failed: %s", err)
+    try:
+        result.bar_fit = _bar_fit(score)
+    except Exception as err:
+        logger.debug("bar analysis failed: %s", err)
+    if midi:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                _to_midi(abc, Path(tmp) / "tune.mid")
+            except Exception as err:
+                result.reasons.append(f"MIDI conversion failed: {type(err).__name__}")
+    return result
+
+
+def analyse_tunes(
+    tunes: Sequence[str], desc: str = "analyse", midi: bool = True
+) -> list[TuneAnalysis]:
+    """:func:`analyse_tune` over many tunes with a progress bar."""
+    return [analyse_tune(abc, midi=midi) for abc in tqdm(tunes, desc=desc, unit="tune")]
+
+
+def validity_summary(analyses: Sequence[TuneAnalysis]) -> dict:
+    """Validity rate and failure reasons counted by kind."""
+    reasons = Counter(_reason_kind(r) for a in analyses for r in a.reasons)
+    n = len(analyses)
+    return {
+        "count": n,
+        "valid": sum(a.valid for a in analyses),
+        "validity_rate": sum(a.valid for a in analyses) / n if n else float("nan"),
+        "parsed": sum(a.parsed for a in analyses),
+        "parse_failures": sum(not a.parsed for a in analyses),
+        "reasons": dict(reasons.most_common()),
+    }
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def conditions_from_records(
+    records: Sequence[dict], n: int, seed: int = 0
+) -> list[dict[str, str]]:
+    """n requests (rhythm, meter, unit note length, key) drawn from real tunes' headers."""
+    rng = np.random.default_rng(seed)
+    usable = [r for r in records if r.get("meter") and r.get("key")]
+    if not usable:
+        return []
+    picks = rng.choice(len(usable), size=n, replace=len(usable) < n)
+    requests = []
+    for i in picks:
+        record = usable[int(i)]
+        requests.append({f: str(record[f]) for f in CONDITION_FIELDS if record.get(f)})
+    return requests
+
+
+def prompt_for(conditions: dict[str, str]) -> str:
+    """Prefix prompt in canonical header order: `X:1`, then the requested fields."""
+    lines = ["X:1"]
+    for name in ("composer", *CONDITION_FIELDS):
+        if conditions.get(name):
+            lines.append(f"{_LETTER[name]}:{conditions[name]}")
+    return "\n".join(lines) + "\n"
+
+
+def sample_tunes(
+    model,
+    tokenizer,
+    conditions: Sequence[dict[str, str]],
+    seed: int = 0,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+) -> list[str]:
+    """One raw sample (no retries) per request; uses abcmamba.generate when present."""
+    try:
+        from abcmamba.generate import generate_tunes
+    except ImportError:
+        generate_tunes = None
+    if generate_tunes is not None:
+        accepted = inspect.signature(generate_tunes).parameters
+        texts = []
+        for i, request in enumerate(conditions):
+            kwargs = {k: v for k, v in request.items() if k in accepted}
+            unit = request.get("unit_note_length")
+            if unit and "unit" in accepted:
+                kwargs["unit"] = unit
+            for name, value in (("retries", 0), ("max_new_tokens", max_new_tokens)):
+                if name in accepted:
+                    kwargs[name] = value
+            result = generate_tunes(model, tokenizer, 1, seed=seed + i, **kwargs)
+            texts.append(result[0].abc)
+        return texts
+    return _sample_with_prefix(
+        model, tokenizer, conditions, seed, max_new_tokens, batch_size
+    )
+
+
+def _sample_with_prefix(
+    model, tokenizer, conditions, seed, max_new_tokens, batch_size
+) -> list[str]:
+    """Plain transformers sampling from the header prefix (used without abcmamba.generate)."""
+    import torch
+
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    prompts = [prompt_for(c) for c in conditions]
+    texts: list[str] = []
+    model.eval()
+    for start in tqdm(range(0, len(prompts), batch_size), desc="sample", unit="batch"):
+        batch = prompts[start : start + batch_size]
+        for prompt in batch:  # one by one: prompts differ in length, no padding games
+            ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
+            out = model.generate(
+                ids,
+                do_sample=True,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            texts.append(tokenizer.decode(out[0], skip_special_tokens=True))
+    return texts
+
+
+def conditioning_summary(
+    requests: Sequence[dict[str, str]], analyses: Sequence[TuneAnalysis]
+) -> dict:
+    """Share of samples whose header and music match the requested key/meter/rhythm.
+
+    - header: the sample's own `K:`/`M:`/`R:` line says what was asked;
+    - key (music): music21's key estimate has the requested key signature;
+    - meter (music): at least 90% of inner bars have the requested bar length.
+    A tune that did not parse counts as a miss for the music checks.
+    """
+    counts: Counter[str] = Counter()
+    asked: Counter[str] = Counter()
+    for request, a in zip(requests, analyses, strict=True):
+        ok_all = True
+        for name, letter in (("rhythm", "R"), ("meter", "M"), ("key", "K")):
+            if name not in request:
+                continue
+            asked[name] += 1
+            got = a.header.get(letter, [""])[-1]
+            header_ok = (
+                got.replace(" ", "").lower() == request[name].replace(" ", "").lower()
+            )
+            music_ok = True
+            if name == "key":
+                want = key_signature_sharps(request[name])
+                music_ok = a.parsed and want is not None and a.analysed_sharps == want
+            elif name == "meter":
+                music_ok = a.parsed and a.bar_fit is not None and a.bar_fit >= 0.9
+            counts[f"{name}_header"] += header_ok
+            counts[f"{name}_music"] += music_ok
+            counts[name] += header_ok and music_ok
+            ok_all = ok_all and header_ok and music_ok
+        counts["all"] += ok_all
+    n = len(requests)
+    result = {"count": n}
+    for key, value in counts.items():
+        base = n if key == "all" else asked[key.split("_")[0]]
+        result[key] = value / base if base else float("nan")
+    return result

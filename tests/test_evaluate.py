@@ -1,0 +1,337 @@
+"""Tests of abcmamba.evaluate: metrics on hand-checked examples, bpc, plagiarism, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from abcmamba.evaluate.metrics import (
+    NoteArray,
+    average_inter_onset_interval,
+    average_pitch_interval,
+    compare_sets,
+    intra_set_distances,
+    kl_divergence,
+    note_count,
+    note_length_histogram,
+    notes_from_stream,
+    overlap_area,
+    piece_features,
+    pitch_class_histogram,
+    pitch_class_transition_matrix,
+    pitch_count,
+    pitch_range,
+)
+from abcmamba.evaluate.structure import (
+    BarIndex,
+    has_repeats,
+    self_similarity,
+    split_bars,
+)
+
+DATA = Path(__file__).parent / "data"
+C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
+
+
+def _fixture_tunes() -> list[str]:
+    text = (DATA / "evaluate_tunes.abc").read_text()
+    return [t.strip() + "\n" for t in text.split("\n\n") if t.strip().startswith("X:")]
+
+
+# ---------------------------------------------------------------- features
+
+
+def test_c_major_scale_pitch_features():
+    notes = NoteArray.from_notes(C_MAJOR)
+    hist = pitch_class_histogram(notes)
+    expected = np.zeros(12)
+    expected[[0, 2, 4, 5, 7, 9, 11]] = [2, 1, 1, 1, 1, 1, 1]
+    np.testing.assert_allclose(hist, expected / 8)
+    assert pitch_count(notes) == 8  # C4 and C5 are different pitches
+    assert pitch_range(notes) == 12
+    assert note_count(notes) == 8
+    # steps: 2 2 1 2 2 2 1 semitones
+    assert average_pitch_interval(notes) == pytest.approx(12 / 7)
+    assert average_inter_onset_interval(notes) == 1.0
+    tm = pitch_class_transition_matrix(notes)
+    assert tm[0, 2] == pytest.approx(1 / 7) and tm[11, 0] == pytest.approx(1 / 7)
+    assert tm.sum() == pytest.approx(1.0)
+
+
+def test_known_interval_sequence_and_lengths():
+    # C4 up a fifth, down a third, up an octave, down a semitone
+    notes = NoteArray.from_notes(
+        [60, 67, 63, 75, 74], duration=[1.0, 0.5, 0.5, 1.5, 1 / 3]
+    )
+    assert average_pitch_interval(notes) == pytest.approx((7 + 4 + 12 + 1) / 4)
+    assert average_inter_onset_interval(notes) == pytest.approx(
+        (1 + 0.5 + 0.5 + 1.5) / 4
+    )
+    hist = note_length_histogram(notes)
+    # classes: 0 whole, 1 half, 2 quarter, 3 eighth, ..., 6 dotted quarter, 11 eighth triplet
+    assert hist[2] == pytest.approx(0.2) and hist[3] == pytest.approx(0.4)
+    assert hist[6] == pytest.approx(0.2) and hist[11] == pytest.approx(0.2)
+
+
+def test_intervals_stay_within_a_voice():
+    # two voices sounding together: no interval is taken across voices
+    notes = NoteArray.from_notes(
+        [60, 62, 48, 50], onset=[0, 1, 0, 1], duration=[1, 1, 1, 1], voice=[0, 0, 1, 1]
+    )
+    assert average_pitch_interval(notes) == 2.0
+    assert average_inter_onset_interval(notes) == 1.0
+
+
+def test_notes_from_music21_stream_of_abc():
+    import music21
+
+    score = music21.converter.parse(
+        "X:1\nM:4/4\nL:1/4\nK:C\nC D E F|G A B c|\n", format="abc"
+    )
+    notes = notes_from_stream(score)
+    assert notes.pitch.tolist() == C_MAJOR
+    assert notes.onset.tolist() == [float(i) for i in range(8)]
+    assert piece_features(notes)["pitch_class_histogram"][0] == pytest.approx(0.25)
+
+
+# ---------------------------------------------------------------- set comparison
+
+
+def test_overlap_and_kl_of_identical_and_disjoint_sets():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, 300)
+    assert overlap_area(a, a.copy()) == pytest.approx(1.0, abs=1e-6)
+    assert kl_divergence(a, a.copy()) == pytest.approx(0.0, abs=1e-9)
+    far = rng.normal(50, 1, 300)
+    assert overlap_area(a, far) < 1e-3
+    assert kl_divergence(a, far) > 5
+    near = rng.normal(0.5, 1, 300)
+    assert 0.5 < overlap_area(a, near) < 1.0
+    # constant samples (singular for gaussian_kde) still work
+    assert overlap_area(np.zeros(5), np.zeros(5)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_intra_set_distances_and_compare_sets():
+    assert intra_set_distances(np.array([[0.0], [3.0], [4.0]])).tolist() == [
+        3.0,
+        4.0,
+        1.0,
+    ]
+    scales = [
+        piece_features(NoteArray.from_notes([p + s for p in C_MAJOR])) for s in range(6)
+    ]
+    jumps = [
+        piece_features(NoteArray.from_notes([40, 90, 40, 90, 41 + s, 95]))
+        for s in range(6)
+    ]
+    same = compare_sets(scales, scales)
+    other = compare_sets(scales, jumps)
+    assert same["pitch_range"]["overlap_area"] > other["pitch_range"]["overlap_area"]
+    assert other["average_pitch_interval"]["overlap_area"] < 0.05
+    assert same["note_count"]["inter_mean"] == 0.0
+
+
+# ---------------------------------------------------------------- structure
+
+
+def test_bars_repeats_and_self_similarity():
+    abc = "X:1\nM:4/4\nL:1/8\nK:D\n|:A2FA DAFA|B2GB dBGB|A2 FA DAFA|1 BcdB A4:|2 BcdB A2FG|]\n"
+    assert split_bars(abc) == ["A2FADAFA", "B2GBdBGB", "A2FADAFA", "BcdBA4", "BcdBA2FG"]
+    assert has_repeats(abc)
+    assert not has_repeats("X:1\nM:4/4\nL:1/8\nK:D\nABcd efga|[CEG]2 z6|]\n")
+    assert has_repeats("X:1\nM:4/4\nK:D\nABcd efga|[1 g8:|[2 f8|]\n")
+    assert self_similarity(split_bars(abc)) == pytest.approx(1 / 5)
+
+
+def test_plagiarism_finds_copied_phrase_not_unrelated_tune():
+    tunes = _fixture_tunes()
+    index = BarIndex(tunes)
+    source = 1
+    bars = split_bars(tunes[source])
+    assert len(bars) >= 10
+    copied = "X:1\nM:6/8\nL:1/8\nK:Em\nz6|" + "|".join(bars[1:9]) + "|z3 z3|]\n"
+    match = index.longest_match(copied)
+    assert match.length == 8 and match.tune_index == source and match.tune_start == 1
+    unrelated = (
+        "X:1\nM:3/4\nL:1/8\nK:Bb\n" + "|".join(f"_B{i}c" for i in range(1, 9)) + "|]\n"
+    )
+    assert index.longest_match(unrelated).length == 0
+
+
+def test_plagiarism_index_is_fast():
+    import time
+
+    rng = np.random.default_rng(0)
+    notes = list("ABCDEFGabcdefg")
+
+    def tune(n_bars: int) -> str:
+        bars = ["".join(rng.choice(notes, 4)) for _ in range(n_bars)]
+        return "X:1\nM:4/4\nL:1/8\nK:C\n" + "|".join(bars) + "|]\n"
+
+    start = time.perf_counter()
+    index = BarIndex([tune(32) for _ in range(2000)])
+    samples = [tune(32) for _ in range(200)]
+    lengths = [index.longest_match(s).length for s in samples]
+    assert time.perf_counter() - start < 20
+    assert max(lengths) <= 2
+
+
+# ---------------------------------------------------------------- bpc
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    """A tokenizer trained on the fixture tunes and a random tiny Mamba."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from abcmamba.tokenizer import train_tokenizer
+
+    tunes = _fixture_tunes()
+    tokenizer = train_tokenizer(tunes, vocab_size=320, min_frequency=1)
+    torch.manual_seed(0)
+    config = MambaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        state_size=4,
+        num_hidden_layers=2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return MambaForCausalLM(config).eval(), tokenizer
+
+
+def test_bpc_matches_hand_computation(tiny_lm):
+    from abcmamba.evaluate.bpc import bits_per_character
+
+    model, tokenizer = tiny_lm
+    texts = _fixture_tunes()[:5]
+    sources = ["airds", "airds", "essen", "airds", "essen"]
+    total_bits, total_tokens = 0.0, 0
+    per_source: dict[str, list[float]] = {}
+    for text, source in zip(texts, sources, strict=True):
+        ids = tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
+        assert ids[0] == tokenizer.bos_token_id
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0]  # (L, V)
+        logp = torch.log_softmax(logits.double(), -1)
+        bits = -sum(float(logp[i - 1, ids[i]]) for i in range(1, len(ids))) / math.log(
+            2
+        )
+        total_bits += bits
+        total_tokens += len(ids) - 1
+        acc = per_source.setdefault(source, [0.0, 0])
+        acc[0] += bits
+        acc[1] += len(text)
+    result = bits_per_character(
+        model, tokenizer, texts, sources, batch_size=2, progress=False
+    )
+    assert result["bpc"] == pytest.approx(total_bits / sum(map(len, texts)), rel=1e-4)
+    assert result["bits_per_token"] == pytest.approx(
+        total_bits / total_tokens, rel=1e-4
+    )
+    assert result["tokens"] == total_tokens and result["tunes"] == 5
+    for source, (bits, chars) in per_source.items():
+        assert result["per_source"][source]["bpc"] == pytest.approx(
+            bits / chars, rel=1e-4
+        )
+    # a random model knows nothing: close to log2(vocab) bits per token
+    assert abs(result["bits_per_token"] - math.log2(len(tokenizer))) < 1.0
+
+    # long tunes are scored in windows; every token still counted once
+    windowed = bits_per_character(
+        model, tokenizer, texts[:2], max_length=16, progress=False
+    )
+    assert windowed["tokens"] == sum(len(tokenizer(t)["input_ids"]) for t in texts[:2])
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+@pytest.fixture()
+def tiny_run(tmp_path, tiny_lm):
+    """A saved tiny model and a tiny corpus DatasetDict."""
+    from datasets import Dataset, DatasetDict
+
+    model, tokenizer = tiny_lm
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    tunes = _fixture_tunes()
+
+    def records(items: list[tuple[int, str]]) -> dict:
+        from abcmamba.evaluate.samples import _parse_header
+
+        rows = []
+        for i, abc in items:
+            header = _parse_header(abc)
+            rows.append(
+                {
+                    "id": f"t{i}",
+                    "abc": abc,
+                    "source": "essen" if i >= 12 else "airds",
+                    "rhythm": (header.get("R") or [""])[0],
+                    "meter": (header.get("M") or [""])[0],
+                    "unit_note_length": (header.get("L") or [""])[0],
+                    "key": (header.get("K") or [""])[0],
+                }
+            )
+        return Dataset.from_list(rows)
+
+    numbered = list(enumerate(tunes))
+    corpus = DatasetDict(
+        train=records(numbered[0:9] + numbered[12:15]),
+        validation=records(numbered[9:10]),
+        test=records(numbered[10:12] + numbered[15:18]),
+    )
+    corpus.save_to_disk(str(tmp_path / "corpus"))
+    return model_dir, tmp_path / "corpus"
+
+
+def test_cli_writes_report(tmp_path, tiny_run):
+    from abcmamba.cli import main
+
+    model_dir, corpus = tiny_run
+    out = tmp_path / "report"
+    argv = ["evaluate", "--model", str(model_dir), "--data", str(corpus), "-n", "4"]
+    assert main(argv + ["--out", str(out), "--max-new-tokens", "40"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    entry = report["models"]["model"]
+    assert entry["bpc"]["tunes"] == 5 and entry["bpc"]["bpc"] > 0
+    assert set(entry["bpc"]["per_source"]) == {"airds", "essen"}
+    for kind in ("validity_unconditioned", "validity_conditioned"):
+        validity = entry[kind]
+        assert validity["count"] == 4
+        # every failure is counted: invalid samples have at least one reason
+        assert (
+            sum(validity["reasons"].values()) >= validity["count"] - validity["valid"]
+        )
+    assert entry["features_computed_on"] + entry["features_not_computed"] == 8
+    assert report["real"]["features_computed_on"] == 4
+    assert len(entry["samples"]["conditioned"]) == 4
+    assert (out / "report.md").read_text().startswith("# abcmamba evaluation")
+    for png in ("features.png", "overlap.png", "bpc_per_source.png", "n_bars.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_cli_missing_model_or_corpus_is_one_line(tmp_path, tiny_run, capsys):
+    from abcmamba.cli import main
+
+    model_dir, corpus = tiny_run
+    assert (
+        main(["evaluate", "--model", str(tmp_path / "nope"), "--data", str(corpus)])
+        == 2
+    )
+    assert (
+        main(["evaluate", "--model", str(model_dir), "--data", str(tmp_path / "none")])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(
+        line.startswith("abcmamba evaluate: error:") for line in err
+    )
