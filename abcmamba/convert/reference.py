@@ -1,0 +1,207 @@
+"""Compare our ABC -> MIDI with abc2midi, the reference ABC implementation.
+
+Both sides are reduced to a sorted list of notes (onset, pitch, duration),
+times in quarter notes, so tempo, velocity, channel and track layout do not
+matter. abc2midi is run with ``-NGUI -NGRA -NFER`` and the tune is stripped
+of performance-only decorations first (see :func:`reference_abc`), because
+those are abc2midi's own realisation of ornaments and staccato, not notes
+written in the score: music21, MusicXML and engraving keep them as marks.
+Repeats are expanded on both sides, as abc2midi and any player does.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import music21
+
+# A note: (onset, MIDI pitch, duration); onset/duration in quarter notes.
+Note = tuple[float, int, float]
+
+# abc2midi starts every track one tick late; allow a couple of ticks of its
+# 480-per-quarter grid on onsets and durations.
+TOLERANCE_QL = 2.5 / 480
+ABC2MIDI_FLAGS = ("-NGUI", "-NGRA", "-NFER", "-silent")
+ABC2MIDI_TIMEOUT_S = 30
+
+# Decorations abc2midi turns into extra or shortened notes: rolls, trills,
+# mordents/turns and staccato.  Their notated pitch and length stay.
+_PERFORMANCE_DECORATIONS = re.compile(
+    r"!(?:trill|roll|turn|turnx|invertedturn|invertedturnx|mordent|lowermordent|"
+    r"uppermordent|pralltriller|shortphrase|mediumphrase|longphrase|staccato|"
+    r"tenuto|arpeggio|slide|breath|\+)!"
+)
+
+
+def notes_from_midi(path: str | Path) -> list[Note]:
+    """Sorted (onset, pitch, duration) of every note in a MIDI file."""
+    mf = music21.midi.MidiFile()
+    mf.open(str(path))
+    mf.read()
+    mf.close()
+    tpq = mf.ticksPerQuarterNote
+    notes: list[Note] = []
+    cvm = music21.midi.ChannelVoiceMessages
+    for track in mf.tracks:
+        tick = 0
+        sounding: dict[tuple[int, int], list[int]] = {}
+        for event in track.events:
+            if event.isDeltaTime():
+                tick += event.time
+                continue
+            if event.type not in (cvm.NOTE_ON, cvm.NOTE_OFF):
+                continue
+            key = (event.channel, event.pitch)
+            if event.type == cvm.NOTE_ON and event.velocity > 0:
+                sounding.setdefault(key, []).append(tick)
+            elif sounding.get(key):
+                start = sounding[key].pop(0)
+                notes.append((start / tpq, event.pitch, (tick - start) / tpq))
+    notes.sort()
+    return notes
+
+
+def reference_abc(abc: str) -> str:
+    """The tune with performance-only decorations removed, for abc2midi."""
+    body_lines = []
+    for line in abc.splitlines():
+        if line.startswith("R:"):
+            # abc2midi swings `>` as 2:1 in hornpipes; the notation says 3:1.
+            continue
+        if re.match(r"^[A-Za-z+]:", line) or line.startswith("%"):
+            body_lines.append(line)
+            continue
+        line = _PERFORMANCE_DECORATIONS.sub("", line)
+        line = _strip_outside_quotes(line, "~T.")
+        body_lines.append(line)
+    return "\n".join(body_lines) + "\n"
+
+
+def _strip_outside_quotes(line: str, chars: str) -> str:
+    # `~`, `T` (trill) and `.` (staccato) are only decorations outside chord
+    # symbols and !...! marks; `.` inside `!...!` or "..." is text.
+    out = []
+    in_quote = in_bang = False
+    for i, ch in enumerate(line):
+        if ch == '"' and not in_bang:
+            in_quote = not in_quote
+        elif ch == "!" and not in_quote:
+            in_bang = not in_bang
+        elif not (in_quote or in_bang) and ch in chars:
+            # `T` is a note only in "[K:..]"-like fields; decoration `T`
+            # precedes a note, so keep letters that are part of an inline field.
+            if ch == "T" and _inside_inline_field(line, i):
+                out.append(ch)
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+def _inside_inline_field(line: str, index: int) -> bool:
+    open_at = line.rfind("[", 0, index)
+    return (
+        open_at >= 0
+        and line.find("]", open_at) > index
+        and ":" in line[open_at : index + 3]
+    )
+
+
+def abc2midi_available() -> bool:
+    """Whether the abc2midi program is on PATH."""
+    return shutil.which("abc2midi") is not None
+
+
+def abc2midi_notes(abc: str) -> list[Note]:
+    """Notes abc2midi plays for one tune (raises RuntimeError if it fails)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "tune.abc"
+        out = Path(tmp) / "tune.mid"
+        src.write_text(reference_abc(abc), encoding="utf-8")
+        proc = subprocess.run(
+            ["abc2midi", str(src), "-o", str(out), *ABC2MIDI_FLAGS],
+            capture_output=True,
+            text=True,
+            timeout=ABC2MIDI_TIMEOUT_S,
+        )
+        if not out.exists():
+            raise RuntimeError(f"abc2midi wrote no MIDI: {proc.stdout.strip()[:200]}")
+        return notes_from_midi(out)
+
+
+def our_notes(abc: str) -> list[Note]:
+    """Notes our converter (abc_to_midi) plays for one tune."""
+    from abcmamba.convert.abcread import abc_to_midi
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "tune.mid"
+        abc_to_midi(abc, out)
+        return notes_from_midi(out)
+
+
+@dataclass
+class Comparison:
+    """Outcome of comparing our notes with abc2midi's for one tune."""
+
+    identical: bool
+    reason: str = ""
+    n_ours: int = 0
+    n_reference: int = 0
+    first_difference: int | None = None
+    ours: list[Note] = field(default_factory=list, repr=False)
+    reference: list[Note] = field(default_factory=list, repr=False)
+
+    def __bool__(self) -> bool:
+        return self.identical
+
+
+def _close(a: Note, b: Note) -> bool:
+    return (
+        a[1] == b[1]
+        and abs(a[0] - b[0]) <= TOLERANCE_QL
+        and abs(a[2] - b[2]) <= TOLERANCE_QL
+    )
+
+
+def compare_notes(ours: list[Note], reference: list[Note]) -> Comparison:
+    """Compare two sorted note lists within the tick tolerance."""
+    # Sort within tolerance-equal onsets by pitch so chord order never matters.
+    key = lambda n: (round(n[0] * 96), n[1], n[2])  # noqa: E731
+    ours, reference = sorted(ours, key=key), sorted(reference, key=key)
+    result = Comparison(True, "", len(ours), len(reference), None, ours, reference)
+    for i, (a, b) in enumerate(zip(ours, reference)):
+        if not _close(a, b):
+            result.identical = False
+            result.first_difference = i
+            result.reason = _describe(a, b)
+            return result
+    if len(ours) != len(reference):
+        result.identical = False
+        result.first_difference = min(len(ours), len(reference))
+        result.reason = f"note count {len(ours)} vs abc2midi {len(reference)}"
+    return result
+
+
+def _describe(a: Note, b: Note) -> str:
+    if abs(a[0] - b[0]) > TOLERANCE_QL:
+        return f"onset {a[0]:g} vs abc2midi {b[0]:g}"
+    if a[1] != b[1]:
+        return f"pitch {a[1]} vs abc2midi {b[1]} at {a[0]:g}"
+    return f"duration {a[2]:g} vs abc2midi {b[2]:g} at {a[0]:g}"
+
+
+def compare_with_abc2midi(abc: str) -> Comparison:
+    """Whether our MIDI of one tune plays the same notes as abc2midi's."""
+    try:
+        reference = abc2midi_notes(abc)
+    except (RuntimeError, subprocess.TimeoutExpired) as err:
+        return Comparison(False, f"abc2midi failed: {err}")
+    try:
+        ours = our_notes(abc)
+    except Exception as err:  # any converter crash is a mismatch to report
+        return Comparison(False, f"ours failed: {type(err).__name__}: {err}"[:200])
+    return compare_notes(ours, reference)
