@@ -1,0 +1,167 @@
+"""Header fields: parsing, canonical spelling of keys and meters, default `L:`."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from abcmamba.abc.text import FIELD_LINE, strip_comment
+
+# Canonical spelling of modes: major is written as the bare tonic.
+_MODES = {
+    "": "",
+    "maj": "",
+    "ion": "",
+    "m": "m",
+    "min": "m",
+    "aeo": "m",
+    "mix": "mix",
+    "dor": "dor",
+    "phr": "phr",
+    "lyd": "lyd",
+    "loc": "loc",
+}
+_CLEFS = {"treble", "bass", "alto", "tenor", "perc", "none", "bass3", "alto1"}
+_ACCIDENTAL = re.compile(r"^(\^{1,2}|_{1,2}|=)[A-Ga-g]$")
+_KEY = re.compile(r"^(?P<tonic>[A-Ga-g])(?P<acc>[#b]?)(?P<tail>.*)$")
+_METER = re.compile(r"^\(?(\d+(?:\+\d+)*)\)?/(\d+)$")
+
+ACCEPTED_KEYS = (
+    "a tonic A-G with optional # or b, then an optional mode "
+    "(major, m/minor, mix, dor, phr, lyd, loc, ion, aeo), e.g. D, Em, F#m, Bb, "
+    "Ador, Gmix; or HP, Hp, none"
+)
+ACCEPTED_METERS = "N/D such as 4/4, 6/8, 3/2, (2+3)/8; C; C|; or none"
+
+
+def parse_header(abc: str) -> dict[str, list[str]]:
+    """Header fields of a tune (up to and including the first `K:`), in order."""
+    fields: dict[str, list[str]] = {}
+    for raw in abc.split("\n"):
+        if raw.startswith("%"):
+            continue
+        m = FIELD_LINE.match(raw)
+        if not m:
+            continue
+        fields.setdefault(m.group(1), []).append(strip_comment(m.group(2)).strip())
+        if m.group(1) == "K":
+            break
+    return fields
+
+
+def canonical_key(value: str) -> str:
+    """Canonical spelling of a `K:` value, e.g. 'E minor' -> 'Em', 'G Major' -> 'G'.
+
+    Explicit accidentals and clef settings after the key are kept.
+    Raises ValueError for a key that is not ABC.
+    """
+    words = value.split()
+    if not words:
+        return "none"
+    first = words[0]
+    rest = words[1:]
+    if first in ("HP", "Hp"):
+        key = first
+    elif first.lower() == "none":
+        key = "none"
+    elif first.lower() in _CLEFS or "=" in first:
+        key, rest = "C", words
+    else:
+        m = _KEY.match(first)
+        if not m:
+            raise ValueError(f"unknown key {value!r}")
+        mode = m.group("tail")
+        if not mode and rest and "=" not in rest[0] and _mode_code(rest[0]) is not None:
+            mode, rest = rest[0], rest[1:]
+        code = _mode_code(mode)
+        if code is None:
+            raise ValueError(f"unknown key {value!r}")
+        key = m.group("tonic").upper() + m.group("acc") + code
+    extras = []
+    for word in rest:
+        if _ACCIDENTAL.match(word) or word == "exp":
+            extras.append(word)
+        elif word.lower() in _CLEFS:
+            extras.append(f"clef={word.lower()}")
+        elif "=" in word and word.split("=")[0].lower() in (
+            "clef",
+            "middle",
+            "transpose",
+            "octave",
+            "stafflines",
+            "m",
+            "t",
+        ):
+            extras.append(word)
+        else:
+            raise ValueError(f"unknown key {value!r}")
+    return " ".join([key, *extras])
+
+
+def _mode_code(mode: str) -> str | None:
+    mode = mode.lower()
+    if mode in ("", "m"):
+        return _MODES[mode]
+    return _MODES.get(mode[:3]) if mode[:3] in _MODES else None
+
+
+def key_name(canonical: str) -> str:
+    """The key part of a canonical `K:` value (no clef or accidentals)."""
+    return canonical.split()[0] if canonical else "none"
+
+
+def canonical_meter(value: str) -> str:
+    """Canonical spelling of an `M:` value; raises ValueError if not ABC."""
+    text = value.replace(" ", "")
+    if text in ("", "none", "None", "NONE"):
+        return "none"
+    if text in ("C", "C|"):
+        return text
+    if not _METER.match(text):
+        raise ValueError(f"unknown meter {value!r}")
+    return text
+
+
+def meter_length(meter: str) -> Fraction | None:
+    """Length of a bar in whole notes (C -> 1, 6/8 -> 3/4); None for free meter."""
+    if meter == "none":
+        return None
+    if meter == "C":
+        return Fraction(1)
+    if meter == "C|":
+        return Fraction(1)
+    m = _METER.match(meter)
+    if not m:
+        raise ValueError(f"unknown meter {meter!r}")
+    numerator = sum(int(n) for n in m.group(1).split("+"))
+    if numerator == 0 or int(m.group(2)) == 0:
+        raise ValueError(f"unknown meter {meter!r}")
+    return Fraction(numerator, int(m.group(2)))
+
+
+def is_compound(meter: str) -> bool:
+    """True for compound meters (6/8, 9/8, 12/8, ...), which change tuplet rules."""
+    m = _METER.match(meter)
+    return (
+        bool(m)
+        and "+" not in m.group(1)
+        and int(m.group(1)) % 3 == 0
+        and int(m.group(1)) > 3
+    )
+
+
+def default_unit(meter: str) -> str:
+    """The `L:` ABC 2.1 implies when it is absent: 1/16 below 3/4, else 1/8."""
+    length = meter_length(meter) if meter != "none" else None
+    if length is not None and length < Fraction(3, 4):
+        return "1/16"
+    return "1/8"
+
+
+def parse_unit(value: str) -> Fraction:
+    """Value of an `L:` field in whole notes; raises ValueError if not ABC."""
+    text = value.replace(" ", "")
+    m = re.match(r"^(\d+)(?:/(\d+))?$", text)
+    if not m or int(m.group(1)) == 0 or (m.group(2) and int(m.group(2)) == 0):
+        raise ValueError(f"unknown unit note length {value!r}")
+    return Fraction(int(m.group(1)), int(m.group(2) or 1))
