@@ -213,6 +213,8 @@ class Handler(BaseHTTPRequestHandler):
                 )
             elif path.startswith("/static/") and path[8:] in STATIC:
                 self._send(HTTPStatus.OK, _static(path[8:]), STATIC[path[8:]])
+            elif path == "/favicon.ico":
+                self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
             elif m := MEDIA_PATH.match(path):
                 self._media(m.group(1), m.group(2))
             else:

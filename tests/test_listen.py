@@ -1,0 +1,689 @@
+"""`abcmamba listen`: the real server on a loopback port, driven by headless Chromium,
+its refusals, and the report's statistics against scipy by hand."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from abcmamba import UserError
+from abcmamba.listen.db import QUESTIONS, ResultsDB
+from abcmamba.listen.report import holm, make_report, write_report
+from abcmamba.listen.samples import (
+    Sample,
+    blind_abc,
+    find_samples,
+    find_soundfont,
+    parse_samples_arg,
+    sample_id,
+)
+from abcmamba.listen.server import ListenApp, ListenConfig, make_server
+
+DATA = Path(__file__).parent / "data" / "listen_samples"
+FOLDERS = [DATA / "modelA", DATA / "modelB", f"{DATA / 'real'}=real"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def _folders() -> list[tuple[Path, str]]:
+    return [parse_samples_arg(str(f)) for f in FOLDERS]
+
+
+class Running:
+    """A listening-test server on a free loopback port, served from a thread."""
+
+    def __init__(self, tmp: Path, **options) -> None:
+        self.db_path = tmp / "results.sqlite"
+        self.db = ResultsDB(self.db_path)
+        config = ListenConfig(
+            samples=find_samples(_folders()),
+            db=self.db,
+            cache_dir=tmp / "media",
+            **options,
+        )
+        self.app = ListenApp(config)
+        self.server = make_server(self.app, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    srv = Running(tmp_path_factory.mktemp("listen"), pairs_per_participant=2)
+    yield srv
+    srv.close()
+
+
+def post(url: str, body: object, raw: bytes | None = None) -> tuple[int, dict]:
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def get(url: str) -> tuple[int, bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read(), resp.headers["Content-Type"]
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), err.headers["Content-Type"]
+
+
+# --- samples -------------------------------------------------------------------
+
+
+def test_find_samples_labels_ids_and_multi_tune_files():
+    samples = find_samples(_folders())
+    by_source: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_source.setdefault(s.source, []).append(s)
+    assert sorted(by_source) == ["modelA", "modelB", "real"]
+    assert [s.name for s in by_source["real"]] == ["kinder#1", "kinder#2", "kinder#3"]
+    assert all(s.is_human == (s.source == "real") for s in samples)
+    # ids are a stable hash of source and file name, unique across sources
+    assert by_source["modelA"][0].id == sample_id("modelA", "sample_000")
+    assert sample_id("modelA", "sample_000") != sample_id("modelB", "sample_000")
+    assert [s.id for s in find_samples(_folders())] == [s.id for s in samples]
+    a0 = by_source["modelA"][0]
+    assert set(a0.files) == {"abc", "midi", "svg"}
+    assert a0.abc.startswith("X:1")
+
+
+def test_bad_samples_folders(tmp_path):
+    with pytest.raises(UserError, match="not a folder"):
+        parse_samples_arg(str(tmp_path / "missing"))
+    with pytest.raises(UserError, match="label"):
+        parse_samples_arg(f"{tmp_path}=bad label")
+    (tmp_path / "notes.txt").write_text("nothing to hear")
+    with pytest.raises(UserError, match="no .abc"):
+        find_samples([(tmp_path, "empty")])
+
+
+def test_blind_abc_hides_title_composer_origin():
+    tune = (DATA / "real" / "kinder.abc").read_text().split("\n\n")[0]
+    blind = blind_abc(tune)
+    assert (
+        "T:" in tune and "T:" not in blind and "O:" not in blind and "N:" not in blind
+    )
+    assert "M: 2/4" in blind and "K: Bb" in blind and "B3FB2c2" in blind
+
+
+# --- server: refusals, with urllib ----------------------------------------------
+
+
+def test_plan_is_blind_and_media_is_served(running):
+    status, plan = post(running.url + "/api/session", {})
+    assert status == 201
+    assert len(plan["participant"]) == 32
+    assert sorted(plan["pieces"]) == sorted(running.app.by_id)
+    assert len(plan["pairs"]) == 2
+    for a, b in plan["pairs"]:
+        assert running.app.by_id[a].is_human != running.app.by_id[b].is_human
+    text = json.dumps(plan)
+    for leak in ("modelA", "modelB", "real", "kinder", "sample_0"):
+        assert leak not in text
+    sid = plan["pieces"][0]
+    status, body, ctype = get(running.url + plan["media"][sid]["midi"])
+    assert (status, body[:4], ctype) == (200, b"MThd", "audio/midi")
+    status, body, ctype = get(running.url + plan["media"][sid]["svg"])
+    assert status == 200 and ctype == "image/svg+xml" and b"<svg" in body
+    assert b"SCHLAF" not in body and b"UNSER HANS" not in body  # titles stay hidden
+
+
+def test_bad_submissions_are_refused_and_logged(running, caplog):
+    _, plan = post(running.url + "/api/session", {})
+    pid, sid = plan["participant"], plan["pieces"][0]
+    good = {"overall": 4, "musicality": 3, "human_likeness": 2}
+    rate = running.url + "/api/rate"
+    before = running.db.counts()["ratings"]
+    with caplog.at_level(logging.WARNING, logger="abcmamba.listen.server"):
+        assert post(rate, {"participant": pid, "sample": sid, "scores": good})[0] == 201
+        cases = [
+            ({"participant": pid, "sample": sid, "scores": good}, 409),  # repeated
+            ({"participant": pid, "sample": sid, "scores": {"overall": 1}}, 409),
+            (
+                {
+                    "participant": pid,
+                    "sample": plan["pieces"][1],
+                    "scores": {"overall": 0},
+                },
+                400,
+            ),
+            (
+                {
+                    "participant": pid,
+                    "sample": plan["pieces"][1],
+                    "scores": {"overall": 6},
+                },
+                400,
+            ),
+            (
+                {
+                    "participant": pid,
+                    "sample": plan["pieces"][1],
+                    "scores": {"overall": 3.5},
+                },
+                400,
+            ),
+            (
+                {
+                    "participant": pid,
+                    "sample": plan["pieces"][1],
+                    "scores": {"overall": "3"},
+                },
+                400,
+            ),
+            (
+                {
+                    "participant": pid,
+                    "sample": plan["pieces"][1],
+                    "scores": {"overall": True},
+                },
+                400,
+            ),
+            (
+                {
+                    "participant": pid,
+                    "sample": plan["pieces"][1],
+                    "scores": {"tempo": 3},
+                },
+                400,
+            ),
+            ({"participant": pid, "sample": "0123456789abcdef", "scores": good}, 404),
+            ({"participant": "f" * 32, "sample": sid, "scores": good}, 403),
+            ({"sample": sid, "scores": good}, 400),
+        ]
+        for body, expected in cases:
+            assert post(rate, body)[0] == expected, body
+        assert post(rate, None, raw=b"{not json")[0] == 400
+        assert post(rate, None, raw=b"[1, 2]")[0] == 400
+        assert post(rate, None, raw=b" " * (64 * 1024 + 1))[0] == 413
+        conn = http.client.HTTPConnection("127.0.0.1", running.server.server_address[1])
+        conn.putrequest("POST", "/api/rate")
+        conn.endheaders()
+        assert conn.getresponse().status == 411
+        conn.close()
+        # a mixed rating with one bad score stores nothing
+        mixed = {
+            "participant": pid,
+            "sample": plan["pieces"][2],
+            "scores": {**good, "overall": 9},
+        }
+        assert post(rate, mixed)[0] == 400
+        humans = [s for s in plan["pieces"] if running.app.by_id[s].is_human]
+        models = [s for s in plan["pieces"] if not running.app.by_id[s].is_human]
+        choice = running.url + "/api/choice"
+        two_models = {"participant": pid, "pair": models[:2], "chosen": models[0]}
+        assert post(choice, two_models)[0] == 400
+        outside = {
+            "participant": pid,
+            "pair": [humans[0], models[0]],
+            "chosen": models[1],
+        }
+        assert post(choice, outside)[0] == 400
+        ok = {"participant": pid, "pair": [humans[0], models[0]], "chosen": models[0]}
+        assert post(choice, ok)[0] == 201
+        assert post(choice, ok)[0] == 409
+        assert get(running.url + "/media/../../etc/passwd")[0] == 404
+        assert get(running.url + "/media/0123456789abcdef.mid")[0] == 404
+        assert get(running.url + "/admin")[0] == 404
+    rejected = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(rejected) == len(cases) + 4 + 1 + 3 + 3
+    assert any("413" in r.getMessage() for r in rejected)
+    assert running.db.counts()["ratings"] == before + 3
+    with sqlite3.connect(running.db_path) as conn:
+        row = conn.execute(
+            "SELECT human_sample_id, model_sample_id, chosen_sample_id, correct, model_source"
+            " FROM choices WHERE participant = ?",
+            (pid,),
+        ).fetchone()
+    assert row == (
+        humans[0],
+        models[0],
+        models[0],
+        0,
+        running.app.by_id[models[0]].source,
+    )
+
+
+# --- the participant page in headless Chromium ----------------------------------
+
+
+# A format-1 MIDI file written by hand: 480 ticks per quarter, 120 bpm, then 60 bpm
+# from tick 960; running status and a note-on with velocity 0 as note-off.
+def _vlq(n: int) -> bytes:
+    out = [n & 0x7F]
+    while n > 127:
+        n >>= 7
+        out.insert(0, (n & 0x7F) | 0x80)
+    return bytes(out)
+
+
+def _track(events: list[tuple[int, bytes]]) -> bytes:
+    data = b"".join(_vlq(d) + e for d, e in events) + b"\x00\xff\x2f\x00"
+    return b"MTrk" + struct.pack(">I", len(data)) + data
+
+
+HAND_MIDI = (
+    b"MThd"
+    + struct.pack(">IHHH", 6, 1, 2, 480)
+    + _track([(0, b"\xff\x51\x03\x07\xa1\x20"), (960, b"\xff\x51\x03\x0f\x42\x40")])
+    + _track(
+        [
+            (0, b"\xc0\x49"),  # program change (flute), channel 0
+            (0, b"\x90\x3c\x64"),  # C4 on
+            (480, b"\x3c\x00"),  # running status: C4 off via velocity 0
+            (0, b"\x3e\x50"),  # D4 on
+            (480, b"\x80\x3e\x40"),  # D4 off at tick 960 (tempo change)
+            (0, b"\x90\x40\x7f"),  # E4 on
+            (480, b"\x40\x00"),  # E4 off at tick 1440
+        ]
+    )
+)
+# seconds: tick 480 = 0.5, 960 = 1.0, 1440 = 1.0 + 480 ticks at 1 s per quarter = 2.0
+HAND_NOTES = [(0.0, 0.5, 60, 100), (0.5, 0.5, 62, 80), (1.0, 1.0, 64, 127)]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(
+            "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        )
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="needs selenium (pip install selenium)"
+    )
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_script_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, condition, timeout: float = 15.0):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def test_js_midi_parser_reads_times_tempo_and_running_status(running, browser):
+    browser.get(running.url + "/")
+    notes = browser.execute_script(
+        "const b = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));"
+        "const song = ListenSynth.parseMidi(b.buffer);"
+        "return [song.duration, song.notes.map(n => [n.time, n.duration, n.pitch, n.velocity,"
+        " n.program])];",
+        base64.b64encode(HAND_MIDI).decode(),
+    )
+    duration, parsed = notes
+    assert duration == pytest.approx(2.0)
+    assert len(parsed) == len(HAND_NOTES)
+    for got, want in zip(parsed, HAND_NOTES, strict=True):
+        assert got[:4] == pytest.approx(list(want))
+        assert got[4] == 0x49
+    # A real file: as many notes as abc2midi wrote note-ons (counted by music21).
+    from music21 import midi
+
+    path = DATA / "modelA" / "sample_001.mid"
+    mf = midi.MidiFile()
+    mf.open(str(path))
+    mf.read()
+    mf.close()
+    note_ons = sum(
+        1
+        for t in mf.tracks
+        for e in t.events
+        if e.type == midi.ChannelVoiceMessages.NOTE_ON and e.velocity > 0
+    )
+    count = browser.execute_script(
+        "return ListenSynth.parseMidi(Uint8Array.from(atob(arguments[0]),"
+        " c => c.charCodeAt(0)).buffer).notes.length;",
+        base64.b64encode(path.read_bytes()).decode(),
+    )
+    assert count == note_ons > 10
+
+
+def test_participant_page_stores_ratings_and_choices(running, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    browser.get(running.url + "/")
+    assert "agree" in browser.find_element(By.ID, "consent").text
+    browser.find_element(By.ID, "agree").click()
+    shown: dict[str, dict[str, int]] = {}
+    rng = random.Random(7)
+    for i in range(len(running.app.by_id)):
+        _wait(browser, ec.visibility_of_element_located((By.ID, "rate")))
+        _wait(
+            browser,
+            lambda d, i=i: d.find_element(By.ID, "rate-progress").text.startswith(
+                f"Piece {i + 1} "
+            ),
+        )
+        play = browser.find_element(By.CSS_SELECTOR, "#rate-player button")
+        _wait(browser, lambda d, b=play: b.text == "Play")  # MIDI fetched and parsed
+        if i == 0:
+            play.click()  # the synth starts and can be stopped
+            _wait(browser, lambda d, b=play: b.text == "Stop")
+            play.click()
+            assert play.text == "Play"
+        sheet = browser.find_element(By.ID, "rate-sheet")
+        _wait(
+            browser,
+            lambda d, s=sheet: d.execute_script("return arguments[0].naturalWidth", s)
+            > 0,
+        )
+        sid = browser.find_element(By.ID, "rate-form").get_attribute("data-sample")
+        submit = browser.find_element(By.ID, "submit-rating")
+        scores = {q: rng.randint(1, 5) for q in QUESTIONS}
+        for q, v in scores.items():
+            assert not submit.is_enabled()  # only once every question is answered
+            browser.find_element(By.ID, f"q-{q}-{v}").click()
+        assert submit.is_enabled()
+        submit.click()
+        shown[sid] = scores
+    pairs = []
+    while True:
+        _wait(
+            browser,
+            lambda d: d.find_element(By.ID, "pair").is_displayed()
+            or d.find_element(By.ID, "done").is_displayed(),
+        )
+        if browser.find_element(By.ID, "done").is_displayed():
+            break
+        pair = browser.find_element(By.ID, "pair").get_attribute("data-pair").split(",")
+        for box in ("player-a", "player-b"):
+            _wait(
+                browser,
+                lambda d, box=box: d.find_element(
+                    By.CSS_SELECTOR, f"#{box} button"
+                ).text
+                == "Play",
+            )
+        browser.find_element(By.ID, "choose-a").click()
+        pairs.append(pair)
+        _wait(
+            browser,
+            lambda d, p=pair: d.find_element(By.ID, "done").is_displayed()
+            or d.find_element(By.ID, "pair").get_attribute("data-pair").split(",") != p,
+        )
+    assert len(pairs) == 2
+    assert sorted(shown) == sorted(running.app.by_id)
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == [], severe
+
+    with sqlite3.connect(running.db_path) as conn:
+        pid = conn.execute(
+            "SELECT participant FROM ratings WHERE sample_id = ? ORDER BY id DESC LIMIT 1",
+            (next(iter(shown)),),
+        ).fetchone()[0]
+        rows = conn.execute(
+            "SELECT sample_id, source, question, score, timestamp FROM ratings"
+            " WHERE participant = ?",
+            (pid,),
+        ).fetchall()
+        choices = conn.execute(
+            "SELECT human_sample_id, model_sample_id, chosen_sample_id, correct FROM choices"
+            " WHERE participant = ? ORDER BY id",
+            (pid,),
+        ).fetchall()
+    assert len(rows) == 3 * len(shown)
+    for sid, source, question, score, ts in rows:
+        assert score == shown[sid][question]
+        assert source == running.app.by_id[sid].source
+        assert ts.endswith("+00:00")
+    assert len(choices) == 2
+    for (human, model, chosen, correct), pair in zip(choices, pairs, strict=True):
+        assert sorted([human, model]) == sorted(pair) and chosen == pair[0]
+        assert correct == int(chosen == human) and running.app.by_id[human].is_human
+
+
+# --- the CLI: a real process, answers survive Ctrl-C ----------------------------
+
+
+def test_cli_serves_on_loopback_and_keeps_answers_after_interrupt(tmp_path):
+    db = tmp_path / "r.sqlite"
+    cmd = [sys.executable, "-m", "abcmamba.cli", "listen", "--port", "0", "--db", str(db),
+           "--pairs", "0"] + [a for f in FOLDERS for a in ("--samples", str(f))]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline, url = time.time() + 60, None
+        while url is None and time.time() < deadline:
+            line = proc.stderr.readline()
+            if "listening test at " in line:
+                url = line.split("listening test at ")[1].split()[0].rstrip("/")
+            elif not line and proc.poll() is not None:
+                break
+        assert url and url.startswith("http://127.0.0.1:")
+        _, plan = post(url + "/api/session", {})
+        assert plan["pairs"] == []
+        body = {
+            "participant": plan["participant"],
+            "sample": plan["pieces"][0],
+            "scores": {"overall": 5},
+        }
+        assert post(url + "/api/rate", body)[0] == 201
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=20)[1]
+    assert proc.returncode == 0, rest
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT score FROM ratings").fetchall() == [(5,)]
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs fluidsynth")
+def test_render_audio_with_fluidsynth(tmp_path):
+    soundfont = find_soundfont()
+    if soundfont is None:
+        pytest.skip(
+            "needs a General MIDI soundfont (timgm6mb-soundfont or fluid-soundfont-gm)"
+        )
+    srv = Running(
+        tmp_path, render_audio=True, soundfont=soundfont, pairs_per_participant=0
+    )
+    try:
+        _, plan = post(srv.url + "/api/session", {})
+        media = plan["media"][plan["pieces"][0]]
+        assert media["kind"] == "audio"
+        status, body, ctype = get(srv.url + media["audio"])
+        assert status == 200 and ctype == "audio/wav" and body[:4] == b"RIFF"
+        assert len(body) > 44100  # more than a quarter second of 16-bit stereo
+    finally:
+        srv.close()
+
+
+# --- the report: statistics against scipy by hand ------------------------------
+
+
+def _synthetic_db(path: Path) -> tuple[dict, dict]:
+    db = ResultsDB(path)
+    sources = {"mamba": False, "llama": False, "real": True}
+    samples = {src: [Sample(sample_id(src, f"t{i}"), src, f"t{i}", h) for i in range(4)]
+               for src, h in sources.items()}  # fmt: skip
+    db.register_samples(s for ss in samples.values() for s in ss)
+    rng = random.Random(0)
+    centre = {"mamba": 3.4, "llama": 2.6, "real": 4.1}
+    scores: dict[tuple[str, str], list[int]] = {}
+    for _ in range(6):
+        pid = db.new_participant()
+        for src, ss in samples.items():
+            for s in ss:
+                sc = {
+                    q: min(5, max(1, round(rng.gauss(centre[src], 1.0))))
+                    for q in QUESTIONS
+                }
+                db.add_ratings(pid, s, sc)
+                for q, v in sc.items():
+                    scores.setdefault((src, q), []).append(v)
+        for model in ("mamba", "llama"):
+            for k in range(3):
+                human, gen = samples["real"][k], samples[model][k]
+                # people find the real tune against llama more often than against mamba
+                right = rng.random() < (0.55 if model == "mamba" else 0.9)
+                db.add_choice(pid, human, gen, human if right else gen)
+    with sqlite3.connect(path) as conn:
+        correct = dict(
+            conn.execute(
+                "SELECT model_source, SUM(correct) FROM choices GROUP BY model_source"
+            )
+        )
+    return scores, correct
+
+
+def test_report_matches_scipy_by_hand(tmp_path):
+    scores, correct = _synthetic_db(tmp_path / "r.sqlite")
+    report = make_report(tmp_path / "r.sqlite", confidence=0.95)
+    assert report["n_participants"] == 6 and report["n_ratings"] == 6 * 12 * 3
+    assert report["n_choices"] == 36 and report["sources"]["real"] is True
+
+    mos = {(r["source"], r["question"]): r for r in report["mos"]}
+    for (src, q), xs in scores.items():
+        low, high = stats.t.interval(
+            0.95, len(xs) - 1, loc=sum(xs) / len(xs), scale=stats.sem(xs)
+        )
+        r = mos[src, q]
+        assert r["n"] == 24 and r["n_participants"] == 6
+        assert r["mean"] == pytest.approx(sum(xs) / len(xs))
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx((low, high))
+
+    for q in QUESTIONS:
+        rows = [t for t in report["mann_whitney"] if t["question"] == q]
+        assert [(t["a"], t["b"]) for t in rows] == [
+            ("llama", "mamba"),
+            ("llama", "real"),
+            ("mamba", "real"),
+        ]
+        ps = [
+            stats.mannwhitneyu(scores[t["a"], q], scores[t["b"], q]).pvalue
+            for t in rows
+        ]
+        order = sorted(range(3), key=lambda i: ps[i])
+        by_hand = [0.0] * 3
+        by_hand[order[0]] = min(1, 3 * ps[order[0]])
+        by_hand[order[1]] = max(by_hand[order[0]], min(1, 2 * ps[order[1]]))
+        by_hand[order[2]] = max(by_hand[order[1]], min(1, ps[order[2]]))
+        for t, p, ph in zip(rows, ps, by_hand, strict=True):
+            assert t["p"] == pytest.approx(p)
+            assert t["p_holm"] == pytest.approx(ph)
+            assert t["p_bonferroni"] == pytest.approx(min(1, 3 * p))
+            u = stats.mannwhitneyu(scores[t["a"], q], scores[t["b"], q]).statistic
+            assert t["rank_biserial"] == pytest.approx(2 * u / (24 * 24) - 1)
+    # llama is centred lowest and real highest: that difference must be found
+    overall = {
+        (t["a"], t["b"]): t
+        for t in report["mann_whitney"]
+        if t["question"] == "overall"
+    }
+    assert (
+        overall["llama", "real"]["significant"]
+        and overall["llama", "real"]["rank_biserial"] < 0
+    )
+
+    ident = {r["model"]: r for r in report["identification"]}
+    for model in ("mamba", "llama"):
+        k = correct[model]
+        assert ident[model]["correct"] == k and ident[model]["n"] == 18
+        assert ident[model]["p"] == pytest.approx(stats.binomtest(k, 18).pvalue)
+    assert ident["all"]["n"] == 36
+    assert ident["all"]["p"] == pytest.approx(
+        stats.binomtest(sum(correct.values()), 36).pvalue
+    )
+
+    paths = write_report(report, tmp_path / "out")
+    names = sorted(p.name for p in paths)
+    assert names == ["identification.png", "mos.png", "report.json", "report.md"]
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["n_choices"] == 36
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| overall | real (human) | 24 | 6 |" in md and "![mos](mos.png)" in md
+    for png in ("mos.png", "identification.png"):
+        assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_holm_is_monotone_and_capped():
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([0.6, 0.6]) == [1.0, 1.0]
+    assert holm([]) == []
+    assert math.isclose(holm([0.02])[0], 0.02)
+
+
+def test_listen_report_cli(tmp_path):
+    from abcmamba.cli import main
+
+    _synthetic_db(tmp_path / "r.sqlite")
+    assert (
+        main(
+            [
+                "listen-report",
+                "--db",
+                str(tmp_path / "r.sqlite"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "o" / "report.md").is_file()
+    assert main(["listen-report", "--db", str(tmp_path / "missing.sqlite")]) == 2
+    ResultsDB(tmp_path / "empty.sqlite")
+    assert (
+        main(
+            [
+                "listen-report",
+                "--db",
+                str(tmp_path / "empty.sqlite"),
+                "--out",
+                str(tmp_path / "e"),
+            ]
+        )
+        == 2
+    )
