@@ -72,7 +72,13 @@ def playable(score: music21.stream.Score) -> music21.stream.Score:
         if (
             isinstance(element, music21.note.GeneralNote)
             and element.duration.isGrace
-            or isinstance(element, (music21.repeat.RepeatExpression | music21.bar.Repeat, music21.spanner.RepeatBracket))
+            or isinstance(
+                element,
+                (
+                    music21.repeat.RepeatExpression | music21.bar.Repeat,
+                    music21.spanner.RepeatBracket,
+                ),
+            )
         ):
             element.activeSite.remove(element)
     return score

@@ -2,10 +2,12 @@
 
 Both sides are reduced to a sorted list of notes (onset, pitch, duration),
 times in quarter notes, so tempo, velocity, channel and track layout do not
-matter. abc2midi is run with ``-NGUI -NGRA -NFER`` and the tune is stripped
-of performance-only decorations first (see :func:`reference_abc`), because
-those are abc2midi's own realisation of ornaments and staccato, not notes
-written in the score: music21, MusicXML and engraving keep them as marks.
+matter. abc2midi is run with ``-NGUI -NGRA -NFER`` (no guitar-chord
+accompaniment, grace notes or fermata lengthening) and the tune is stripped of
+performance-only decorations first (see :func:`reference_abc`): rolls,
+trills, staccato, chord arpeggiation and hornpipe swing are abc2midi's own
+realisation, not notes written in the score; music21, MusicXML and engraving
+keep them as marks.
 Repeats are expanded on both sides, as abc2midi and any player does.
 """
 
@@ -70,6 +72,10 @@ def reference_abc(abc: str) -> str:
     """The tune with performance-only decorations removed, for abc2midi."""
     body_lines = []
     for line in abc.splitlines():
+        if line.startswith("X:"):
+            # abc2midi staggers chord notes by default; the score does not.
+            body_lines += [line, "%%MIDI chordattack 0"]
+            continue
         if line.startswith("R:"):
             # abc2midi swings `>` as 2:1 in hornpipes; the notation says 3:1.
             continue

@@ -1,0 +1,357 @@
+"""Tests for abcmamba.convert: scores -> ABC, ABC -> music21/MIDI/MusicXML/SVG/PNG.
+
+Each music21 ABC-reader fault the converter fixes has a tiny hand-written tune
+with the pitches (MIDI numbers) and lengths it must play.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+from pathlib import Path
+
+import music21
+import pytest
+
+from abcmamba import UserError
+from abcmamba.convert import (
+    ConversionError,
+    abc_to_midi,
+    abc_to_musicxml,
+    abc_to_score,
+    abc_to_svg,
+    add_arguments,
+    compare_with_abc2midi,
+    expand_repeats,
+    propagate_accidentals,
+    run,
+    score_file_to_abc,
+    score_to_abc,
+    svg_to_png,
+)
+from abcmamba.convert.reference import (
+    abc2midi_available,
+    abc2midi_notes,
+    notes_from_midi,
+)
+
+DATA = Path(__file__).parent / "data"
+CORPUS = Path(music21.__file__).parent / "corpus"
+needs_abc2midi = pytest.mark.skipif(
+    not abc2midi_available(), reason="abc2midi (Debian package abcmidi) not installed"
+)
+
+
+def tune(body: str, header: str = "M:4/4\nL:1/8\nK:C") -> str:
+    """A minimal tune around a body."""
+    return f"X:1\nT:t\n{header}\n{body}\n"
+
+
+def midi_notes(abc: str, tmp_path: Path) -> list[tuple[float, int, float]]:
+    """(onset, pitch, duration) of our MIDI for a tune, in quarter notes."""
+    return notes_from_midi(abc_to_midi(abc, tmp_path / "t.mid"))
+
+
+def sounding(part: music21.stream.Stream) -> list[int]:
+    """MIDI pitches of a part's notes and chords (chord symbols are not notes)."""
+    return [
+        p.midi
+        for n in part.recurse().notes
+        if not isinstance(n, music21.harmony.ChordSymbol)
+        for p in n.pitches
+    ]
+
+
+def pitches(abc: str, tmp_path: Path) -> list[int]:
+    return [n[1] for n in midi_notes(abc, tmp_path)]
+
+
+def agrees_with_abc2midi(abc: str) -> None:
+    if abc2midi_available():
+        result = compare_with_abc2midi(abc)
+        assert result, result.reason
+
+
+# --- music21 ABC-reader faults, one tune each --------------------------------
+
+
+def test_accidental_carries_through_the_bar(tmp_path):
+    # music21 plays the second F natural; the sharp holds to the bar line.
+    abc = tune("^F G F A | F4 z4 |")
+    assert pitches(abc, tmp_path) == [66, 67, 66, 69, 65]
+    agrees_with_abc2midi(abc)
+
+
+def test_accidental_carries_to_other_octaves_like_abc2midi(tmp_path):
+    # abc2midi's default %%propagate-accidentals is "pitch": every octave.
+    abc = tune("=D6 d2 | d8 |", "M:4/4\nL:1/8\nK:E")
+    assert pitches(abc, tmp_path) == [62, 74, 75]
+    assert propagate_accidentals(abc).splitlines()[-1] == "=D6 =d2 | d8 |"
+    agrees_with_abc2midi(abc)
+
+
+def test_invisible_rest_is_silence_not_a_note(tmp_path):
+    abc = tune("C2 x2 D2 z2 | E8 |")
+    assert midi_notes(abc, tmp_path) == [(0.0, 60, 1.0), (2.0, 62, 1.0), (4.0, 64, 4.0)]
+    agrees_with_abc2midi(abc)
+
+
+def test_header_voice_line_adds_no_empty_part():
+    score = abc_to_score(tune("CDEF GABc|", "M:4/4\nL:1/8\nV:1 clef=treble\nK:C"))
+    assert len(score.parts) == 1
+    assert len(score.parts[0].recurse().notes) == 8
+
+
+def test_bar_interleaved_voices_become_parts_with_all_notes(tmp_path):
+    abc = (DATA / "convert_folk.abc").read_text().split("X:4", 1)[1]
+    abc = "X:4" + abc
+    score = abc_to_score(abc)
+    assert len(score.parts) == 2
+    upper, lower = sounding(score.parts[0]), sounding(score.parts[1])
+    # ^c then d then =c in F major; chord symbol "F" is not a note.
+    assert upper == [69, 70, 72, 73, 74, 72, 77]
+    assert lower == [53, 57, 60, 57, 53]
+    assert len(midi_notes(abc, tmp_path)) == 12
+    agrees_with_abc2midi(abc)
+
+
+def test_chord_symbols_are_not_played(tmp_path):
+    abc = tune('"G"GABc "D7"d4|')
+    assert pitches(abc, tmp_path) == [67, 69, 71, 72, 74]
+    agrees_with_abc2midi(abc)
+
+
+def test_grace_notes_take_no_time(tmp_path):
+    # music21 gave the grace note the length of the rest of the bar in MIDI.
+    abc = tune("{B}A>G G2 {gf}e4 |")
+    assert midi_notes(abc, tmp_path) == [
+        (0.0, 69, 0.75),
+        (0.75, 67, 0.25),
+        (1.0, 67, 1.0),
+        (2.0, 76, 2.0),
+    ]
+    agrees_with_abc2midi(abc)
+
+
+def test_ties_join_notes_across_the_bar(tmp_path):
+    abc = tune("A4 B4- | B2 c6 |")
+    assert midi_notes(abc, tmp_path) == [(0.0, 69, 2.0), (2.0, 71, 3.0), (5.0, 72, 3.0)]
+    agrees_with_abc2midi(abc)
+
+
+def test_tuplets_and_chords(tmp_path):
+    abc = tune("(3ABc d2 [CEG]4 |")
+    notes = midi_notes(abc, tmp_path)
+    assert [n[1] for n in notes] == [69, 71, 72, 74, 60, 64, 67]
+    assert notes[1][0] == pytest.approx(1 / 3)
+    assert notes[3][0] == pytest.approx(1.0)
+    agrees_with_abc2midi(abc)
+
+
+def test_broken_rhythm_both_ways(tmp_path):
+    abc = tune("A>B c<d A2>B2 z4|")
+    durations = [n[2] for n in midi_notes(abc, tmp_path)]
+    assert durations == [0.75, 0.25, 0.25, 0.75, 1.5, 0.5]
+    agrees_with_abc2midi(abc)
+
+
+def test_repeats_and_endings_play_like_abc2midi(tmp_path):
+    abc = tune("|: C2 D2 E4 |1 F8 :|2 G8 || A8 |")
+    assert pitches(abc, tmp_path) == [60, 62, 64, 65, 60, 62, 64, 67, 69]
+    agrees_with_abc2midi(abc)
+
+
+def test_repeat_without_start_sign_goes_back_to_previous_repeat(tmp_path):
+    abc = tune("C8 :| D8 | E8 :|")
+    assert pitches(abc, tmp_path) == [60, 60, 62, 64, 62, 64]
+    agrees_with_abc2midi(abc)
+
+
+def test_da_capo_words_are_not_played_twice(tmp_path):
+    # music21's MIDI writer acts on "D.C."/"Fine" and plays the tune again.
+    abc = tune('C8 | "Fine"D8 | E8 | "D.C."F8 |]')
+    assert pitches(abc, tmp_path) == [60, 62, 64, 65]
+
+
+def test_expand_repeats_writes_out_each_voice():
+    abc = "X:1\nL:1/4\nV:1\nV:2\nK:C\n[V:1] |:ab:|[V:2] |:cd:|\n"
+    lines = expand_repeats(abc).splitlines()
+    assert lines[-4:] == ["V:1", " ab|ab|", "V:2", " cd|cd|"]
+
+
+# --- ABC outputs ---------------------------------------------------------------
+
+
+def test_musicxml_svg_png_outputs(tmp_path):
+    abc = (DATA / "convert_folk.abc").read_text().split("X:2", 1)[0]
+    xml = abc_to_musicxml(abc, tmp_path / "kesh.musicxml")
+    reread = music21.converter.parse(xml)
+    assert len(reread.recurse().notes) == 92
+    svg = abc_to_svg(abc, tmp_path / "kesh.svg")
+    assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
+    png = svg_to_png(svg, tmp_path / "kesh.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tune_without_key_is_a_conversion_error(tmp_path):
+    with pytest.raises(ConversionError, match="K:"):
+        abc_to_midi("X:1\nT:no key\nM:4/4\nCDEF|\n", tmp_path / "x.mid")
+
+
+# --- scores -> ABC -------------------------------------------------------------
+
+
+def test_musicxml_chorale_to_abc():
+    (abc,) = score_file_to_abc(DATA / "convert_chorale.musicxml")
+    assert "K:F#min" in abc
+    assert len(re.findall(r"(?m)^V:\d", abc)) == 8  # 4 definitions + 4 bodies
+    assert len(abc_to_score(abc).parts) == 4
+
+
+def test_midi_of_a_real_tune_to_abc():
+    (abc,) = score_file_to_abc(DATA / "convert_kesh.mid")
+    score = abc_to_score(abc)
+    # abc2midi wrote the repeats out: 2 x 92 notes, quantized back exactly.
+    assert "M:6/8" in abc and "K:G" in abc
+    assert len(score.recurse().notes) == 184
+    assert sounding(score)[:6] == [67, 69, 67, 67, 69, 71]
+
+
+def test_humdrum_to_abc():
+    krn = CORPUS / "bach" / "bwv277.krn"
+    if not krn.exists():
+        pytest.skip("music21 corpus without bach/bwv277.krn")
+    (abc,) = score_file_to_abc(krn)
+    assert len(abc_to_score(abc).parts) == 4
+
+
+def test_music21_score_to_abc():
+    score = music21.converter.parse("tinyNotation: 4/4 c4 d e f g1")
+    (abc,) = score_to_abc(score)
+    assert [n.pitch.midi for n in abc_to_score(abc).recurse().notes] == [
+        60,
+        62,
+        64,
+        65,
+        67,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("convert_random.mid", "not a MIDI file"),
+        ("convert_truncated.mid", "truncated MIDI"),
+    ],
+)
+def test_broken_midi_raises_with_reason(name, reason):
+    with pytest.raises(ConversionError, match=reason):
+        score_file_to_abc(DATA / name)
+
+
+def test_musicxml_without_notes_raises(tmp_path):
+    measure = music21.stream.Measure(
+        [music21.meter.TimeSignature("4/4"), music21.note.Rest(quarterLength=4)]
+    )
+    path = tmp_path / "rests.musicxml"
+    music21.stream.Score([music21.stream.Part([measure])]).write("musicxml", fp=path)
+    with pytest.raises(ConversionError, match="no notes"):
+        score_file_to_abc(path)
+
+
+def test_midi_without_notes_raises(tmp_path):
+    mf = music21.midi.translate.streamToMidiFile(
+        music21.stream.Stream([music21.tempo.MetronomeMark(number=100)])
+    )
+    path = tmp_path / "silent.mid"
+    mf.open(str(path), "wb")
+    mf.write()
+    mf.close()
+    with pytest.raises(ConversionError, match="no notes"):
+        score_file_to_abc(path)
+
+
+# --- abcmamba convert ----------------------------------------------------------
+
+
+def convert(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def test_cli_converts_good_tunes_and_reports_the_bad_one(tmp_path, caplog, capsys):
+    code = convert(
+        [str(DATA / "convert_folk.abc"), "--to", "mid,musicxml", "--out", str(tmp_path)]
+    )
+    assert code == 1
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "speed-the-plough.mid",
+        "speed-the-plough.musicxml",
+        "the-kesh.mid",
+        "the-kesh.musicxml",
+        "two-voices-bar-interleaved.mid",
+        "two-voices-bar-interleaved.musicxml",
+    ]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert (
+        "convert_folk.abc: tune 3 (Broken tune without a key): no K: field" in errors[0]
+    )
+    assert "3 converted, 1 failed" in capsys.readouterr().out
+
+
+def test_cli_scores_to_abc_and_bad_midi(tmp_path):
+    code = convert(
+        [
+            str(DATA / "convert_chorale.musicxml"),
+            str(DATA / "convert_random.mid"),
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 1
+    assert "V:4" in (tmp_path / "convert_chorale.abc").read_text()
+
+
+def test_cli_missing_file_and_bad_format(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        convert([str(tmp_path / "missing.abc")])
+    with pytest.raises(UserError, match="unknown --to format"):
+        convert([str(DATA / "convert_folk.abc"), "--to", "wav"])
+
+
+# --- agreement with abc2midi on real folk tunes --------------------------------
+
+
+def folk_sample(n: int, seed: int = 0) -> list[str]:
+    tunes = []
+    for collection in ("essenFolksong", "ryansMammoth"):
+        for path in sorted((CORPUS / collection).glob("*.abc"))[:60]:
+            text = path.read_text(encoding="latin-1")
+            tunes += [c for c in re.split(r"(?m)^(?=X:)", text) if c.startswith("X:")]
+    random.Random(seed).shuffle(tunes)
+    return tunes[:n]
+
+
+@needs_abc2midi
+def test_agreement_with_abc2midi_on_folk_tunes():
+    tunes = folk_sample(40)
+    assert len(tunes) == 40
+    results = [compare_with_abc2midi(t) for t in tunes]
+    failures = [r.reason for r in results if not r]
+    assert len(failures) <= 1, failures
+
+
+@needs_abc2midi
+def test_comparison_detects_a_wrong_note():
+    abc = tune("CDEF GABc|")
+    reference = abc2midi_notes(abc)
+    assert compare_with_abc2midi(abc)
+    from abcmamba.convert.reference import compare_notes
+
+    wrong = [(o, p + (i == 3), d) for i, (o, p, d) in enumerate(reference)]
+    result = compare_notes(wrong, reference)
+    assert not result and "pitch 66 vs abc2midi 65" in result.reason
