@@ -712,6 +712,8 @@ def train(config: TrainConfig) -> dict:
                     schedule.total,
                     config.max_minutes,
                 )
+            if state.get("first_loss") is None:
+                state["first_loss"] = loss_value
             state.update(
                 step=step,
                 total_steps=schedule.total,
@@ -810,6 +812,7 @@ def finish(
         "val_tokens": result["tokens"],
         "val_chars": result["chars"],
         "train_loss": state["loss"],
+        "first_train_loss": state.get("first_loss"),
         "steps": state["step"],
         "tokens_seen": state["tokens_seen"],
         "train_seconds": round(state["train_seconds"], 1),
