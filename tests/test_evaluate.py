@@ -38,6 +38,15 @@ DATA = Path(__file__).parent / "data"
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread, and the test machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _fixture_tunes() -> list[str]:
     text = (DATA / "evaluate_tunes.abc").read_text()
     return [t.strip() + "\n" for t in text.split("\n\n") if t.strip().startswith("X:")]
@@ -299,7 +308,7 @@ def test_cli_writes_report(tmp_path, tiny_run):
     model_dir, corpus = tiny_run
     out = tmp_path / "report"
     argv = ["evaluate", "--model", str(model_dir), "--data", str(corpus), "-n", "4"]
-    assert main(argv + ["--out", str(out), "--max-new-tokens", "40"]) == 0
+    assert main(argv + ["--out", str(out), "--max-new-tokens", "32"]) == 0
     report = json.loads((out / "report.json").read_text())
     entry = report["models"]["model"]
     assert entry["bpc"]["tunes"] == 5 and entry["bpc"]["bpc"] > 0

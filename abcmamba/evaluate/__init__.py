@@ -270,8 +270,16 @@ def evaluate(args: argparse.Namespace) -> dict:
             args.batch_size,
         )
         entry["sampling_seconds"] = time.perf_counter() - start
-        free_a = analyse_tunes(free, desc=f"{name} samples")
-        cond_a = analyse_tunes(conditioned, desc=f"{name} conditioned")
+        free_a = analyse_tunes(
+            [s.abc for s in free],
+            f"{name} samples",
+            finished=[s.finished for s in free],
+        )
+        cond_a = analyse_tunes(
+            [s.abc for s in conditioned],
+            f"{name} conditioned",
+            finished=[s.finished for s in conditioned],
+        )
         entry["validity_unconditioned"] = validity_summary(free_a)
         entry["validity_conditioned"] = validity_summary(cond_a)
         entry["conditioning"] = conditioning_summary(requests, cond_a)
@@ -298,7 +306,10 @@ def evaluate(args: argparse.Namespace) -> dict:
             )
         entry["structure"] = structure
         entry["plagiarism"] = _plagiarism(index, [a.abc for a in every], train_ids)
-        entry["samples"] = {"unconditioned": free, "conditioned": conditioned}
+        entry["samples"] = {
+            "unconditioned": [s.abc for s in free],
+            "conditioned": [s.abc for s in conditioned],
+        }
         report["models"][name] = entry
         del model
 

@@ -7,7 +7,6 @@ computed and how many could not be used.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 import tempfile
@@ -131,9 +130,11 @@ def _bar_fit(score) -> float | None:
     return sum(fits) / len(fits) if fits else None
 
 
-def analyse_tune(abc: str, midi: bool = True) -> TuneAnalysis:
+def analyse_tune(abc: str, midi: bool = True, finished: bool = True) -> TuneAnalysis:
     """Validate, parse and convert one tune; collect its features and structure."""
     result = TuneAnalysis(abc=abc, header=_parse_header(abc))
+    if not finished:
+        result.reasons.append("unfinished: no end of tune within the token budget")
     result.bars = split_bars(abc)
     result.repeats = has_repeats(abc)
     try:
@@ -173,10 +174,18 @@ def analyse_tune(abc: str, midi: bool = True) -> TuneAnalysis:
 
 
 def analyse_tunes(
-    tunes: Sequence[str], desc: str = "analyse", midi: bool = True
+    tunes: Sequence[str],
+    desc: str = "analyse",
+    midi: bool = True,
+    finished: Sequence[bool] | None = None,
 ) -> list[TuneAnalysis]:
     """:func:`analyse_tune` over many tunes with a progress bar."""
-    return [analyse_tune(abc, midi=midi) for abc in tqdm(tunes, desc=desc, unit="tune")]
+    finished = [True] * len(tunes) if finished is None else finished
+    pairs = list(zip(tunes, finished, strict=True))
+    return [
+        analyse_tune(abc, midi=midi, finished=done)
+        for abc, done in tqdm(pairs, desc=desc, unit="tune")
+    ]
 
 
 def validity_summary(analyses: Sequence[TuneAnalysis]) -> dict:
@@ -201,7 +210,7 @@ def conditions_from_records(
 ) -> list[dict[str, str]]:
     """n requests (rhythm, meter, unit note length, key) drawn from real tunes' headers."""
     rng = np.random.default_rng(seed)
-    usable = [r for r in records if r.get("meter") and r.get("key")]
+    usable = [r for r in records if r.get("meter") and r.get("key") and _acceptable(r)]
     if not usable:
         return []
     picks = rng.choice(len(usable), size=n, replace=len(usable) < n)
@@ -210,6 +219,20 @@ def conditions_from_records(
         record = usable[int(i)]
         requests.append({f: str(record[f]) for f in CONDITION_FIELDS if record.get(f)})
     return requests
+
+
+def _acceptable(record: dict) -> bool:
+    """Whether the key and meter are spellings the sampler accepts as conditions."""
+    try:
+        from abcmamba.abc.header import canonical_key, canonical_meter
+    except ImportError:
+        return True
+    try:
+        canonical_key(str(record["key"]))
+        canonical_meter(str(record["meter"]))
+    except ValueError:
+        return False
+    return True
 
 
 def prompt_for(conditions: dict[str, str]) -> str:
@@ -221,6 +244,14 @@ def prompt_for(conditions: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class Sample:
+    """A raw sample and whether the model ended it (EOS) within the token budget."""
+
+    abc: str
+    finished: bool
+
+
 def sample_tunes(
     model,
     tokenizer,
@@ -228,55 +259,66 @@ def sample_tunes(
     seed: int = 0,
     max_new_tokens: int = 512,
     batch_size: int = 8,
-) -> list[str]:
+) -> list[Sample]:
     """One raw sample (no retries) per request; uses abcmamba.generate when present."""
     try:
         from abcmamba.generate import generate_tunes
     except ImportError:
-        generate_tunes = None
-    if generate_tunes is not None:
-        accepted = inspect.signature(generate_tunes).parameters
-        texts = []
-        for i, request in enumerate(conditions):
-            kwargs = {k: v for k, v in request.items() if k in accepted}
-            unit = request.get("unit_note_length")
-            if unit and "unit" in accepted:
-                kwargs["unit"] = unit
-            for name, value in (("retries", 0), ("max_new_tokens", max_new_tokens)):
-                if name in accepted:
-                    kwargs[name] = value
-            result = generate_tunes(model, tokenizer, 1, seed=seed + i, **kwargs)
-            texts.append(result[0].abc)
-        return texts
-    return _sample_with_prefix(
-        model, tokenizer, conditions, seed, max_new_tokens, batch_size
-    )
+        logger.warning(
+            "abcmamba.generate is not available; sampling from a header prefix"
+        )
+        return _sample_with_prefix(model, tokenizer, conditions, seed, max_new_tokens)
+    samples: list[Sample] = []
+    groups: dict[tuple, list[int]] = {}
+    for i, request in enumerate(conditions):
+        groups.setdefault(tuple(sorted(request.items())), []).append(i)
+    by_index: dict[int, Sample] = {}
+    # identical requests (all unconditioned ones) are sampled together, in batches
+    for g, (request, indices) in enumerate(groups.items()):
+        kwargs = {"unit" if k == "unit_note_length" else k: v for k, v in request}
+        result = generate_tunes(
+            model,
+            tokenizer,
+            len(indices),
+            seed=seed + g,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            retries=0,
+            **kwargs,
+        )
+        tunes = result[0] if isinstance(result, tuple) else result
+        for i, tune in zip(indices, tunes, strict=True):
+            by_index[i] = Sample(tune.abc, bool(getattr(tune, "finished", True)))
+    samples = [by_index[i] for i in range(len(conditions))]
+    return samples
 
 
 def _sample_with_prefix(
-    model, tokenizer, conditions, seed, max_new_tokens, batch_size
-) -> list[str]:
+    model, tokenizer, conditions, seed, max_new_tokens
+) -> list[Sample]:
     """Plain transformers sampling from the header prefix (used without abcmamba.generate)."""
     import torch
 
     torch.manual_seed(seed)
     device = next(model.parameters()).device
-    prompts = [prompt_for(c) for c in conditions]
-    texts: list[str] = []
+    samples: list[Sample] = []
     model.eval()
-    for start in tqdm(range(0, len(prompts), batch_size), desc="sample", unit="batch"):
-        batch = prompts[start : start + batch_size]
-        for prompt in batch:  # one by one: prompts differ in length, no padding games
-            ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
-            out = model.generate(
-                ids,
-                do_sample=True,
-                max_new_tokens=max_new_tokens,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            texts.append(tokenizer.decode(out[0], skip_special_tokens=True))
-    return texts
+    for request in tqdm(conditions, desc="sample", unit="tune"):
+        ids = tokenizer(prompt_for(request), return_tensors="pt")["input_ids"].to(
+            device
+        )
+        out = model.generate(
+            ids,
+            do_sample=True,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        finished = int(out[0, -1]) == tokenizer.eos_token_id
+        samples.append(
+            Sample(tokenizer.decode(out[0], skip_special_tokens=True), finished)
+        )
+    return samples
 
 
 def conditioning_summary(
