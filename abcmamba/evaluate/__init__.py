@@ -236,7 +236,13 @@ def evaluate(args: argparse.Namespace) -> dict:
     requests = conditions_from_records(real_records, args.n, seed=args.seed)
 
     for spec in specs:
-        name = Path(spec).name if Path(spec).exists() else spec
+        path = Path(spec)
+        # run folders keep the model in final/: name it after the run
+        name = (
+            (path.parent.name if path.name == "final" else path.name)
+            if path.exists()
+            else spec
+        )
         if name in report["models"]:
             name = spec
         model, tokenizer = load_model(spec, args.device)

@@ -58,7 +58,8 @@ class TuneAnalysis:
 def _reason_kind(reason: str) -> str:
     """A reason with its numbers and quoted parts removed, to count reasons by kind."""
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
-    return re.sub(r"\d+(?:[./]\d+)*", "N", text).strip()[:120]
+    text = re.sub(r"'…'(?:\s*'…')+", "'…'", text)
+    return re.sub(r"(?<![A-Za-z0-9])\d+(?:[./]\d+)*", "N", text).strip()[:120]
 
 
 def _validate(abc: str) -> list[str]:
