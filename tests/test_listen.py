@@ -137,6 +137,24 @@ def test_blind_abc_hides_title_composer_origin():
     assert "M: 2/4" in blind and "K: Bb" in blind and "B3FB2c2" in blind
 
 
+def test_midi_is_made_from_abc_without_abc2midi(tmp_path, monkeypatch):
+    from music21 import midi
+
+    from abcmamba.listen import samples as samples_module
+
+    real = [s for s in find_samples(_folders()) if s.source == "real"][0]
+    monkeypatch.setattr(samples_module.shutil, "which", lambda name: None)
+    media = samples_module.MediaStore(tmp_path).prepare(real)
+    mf = midi.MidiFile()
+    mf.open(str(media["midi"]))
+    mf.read()
+    mf.close()
+    pitches = [e.pitch for t in mf.tracks for e in t.events if e.isNoteOn()]
+    # first bar of "Unser Hans hat Hosen an" (K:Bb): G3 D G2 A2 | B3 A G2
+    assert pitches[:6] == [67, 62, 67, 69, 70, 69]
+    assert "audio" not in media  # nothing rendered unless asked
+
+
 # --- server: refusals, with urllib ----------------------------------------------
 
 
@@ -386,6 +404,40 @@ def test_js_midi_parser_reads_times_tempo_and_running_status(running, browser):
         base64.b64encode(path.read_bytes()).decode(),
     )
     assert count == note_ons > 10
+
+
+def test_js_synth_sounds_the_right_pitches_at_the_right_times(running, browser):
+    import numpy as np
+
+    browser.get(running.url + "/")
+    rate = 8000
+    samples = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const b = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));"
+        "ListenSynth.renderOffline(ListenSynth.parseMidi(b.buffer), arguments[1])"
+        ".then(buf => done(Array.from(buf.getChannelData(0))), err => done(String(err)));",
+        base64.b64encode(HAND_MIDI).decode(),
+        rate,
+    )
+    assert isinstance(samples, list), samples
+    audio = np.asarray(samples)
+    assert len(audio) == int(2.5 * rate)
+
+    def pitch(t0: float, t1: float) -> float:
+        window = audio[int(t0 * rate) : int(t1 * rate)]
+        spectrum = np.abs(np.fft.rfft(window * np.hanning(len(window))))
+        return np.fft.rfftfreq(len(window), 1 / rate)[spectrum.argmax()]
+
+    for (start, duration, midi_pitch, _), resolution in zip(
+        HAND_NOTES, (4, 4, 2), strict=True
+    ):
+        expected = 440 * 2 ** ((midi_pitch - 69) / 12)
+        assert pitch(start + 0.05, start + duration - 0.05) == pytest.approx(
+            expected, abs=resolution
+        )
+    assert np.sqrt(np.mean(audio[int(0.1 * rate) : int(1.9 * rate)] ** 2)) > 0.01
+    assert np.abs(audio[int(2.2 * rate) :]).max() < 1e-3  # released after the last note
+    assert np.abs(audio).max() < 1.0  # no clipping
 
 
 def test_participant_page_stores_ratings_and_choices(running, browser):

@@ -257,16 +257,26 @@ def _abc_to_midi(abc: str, out: Path) -> bool:
             )
         if not tmp_mid.is_file():
             try:
-                import music21
-
-                music21.converter.parse(abc, format="abc").write(
-                    "midi", fp=str(tmp_mid)
-                )
+                _abc_to_midi_music21(abc, tmp_mid)
             except Exception as err:  # music21 raises many kinds on bad ABC
                 logger.warning("cannot make MIDI from ABC: %s", err)
                 return False
         shutil.move(str(tmp_mid), out)
     return True
+
+
+def _abc_to_midi_music21(abc: str, out: Path) -> None:
+    try:
+        # The project's converter works around music21's ABC faults.
+        from abcmamba.convert import abc_to_midi
+    except ImportError:
+        abc_to_midi = None
+    if abc_to_midi is not None:
+        abc_to_midi(abc, out)
+        return
+    import music21
+
+    music21.converter.parse(abc, format="abc").write("midi", fp=str(out))
 
 
 def _abc_to_svg(abc: str, out: Path) -> bool:

@@ -175,59 +175,73 @@
       const ctx = audioContext(), now = ctx.currentTime - this.start;
       const notes = this.song.notes;
       while (this.next < notes.length && notes[this.next].time < now + 0.5) {
-        this.voice(ctx, notes[this.next++]);
+        scheduleNote(ctx, this.out, this.start, notes[this.next++]);
       }
       this.onprogress(Math.max(0, now), this.song.duration);
       if (now > this.song.duration + 0.3) this.stop();
     }
+  }
 
-    voice(ctx, n) {
-      const t0 = this.start + n.time, t1 = t0 + Math.max(n.duration, 0.05);
-      const peak = 0.25 * (n.velocity / 127);
-      const env = ctx.createGain();
-      env.gain.setValueAtTime(0, t0);
-      env.connect(this.out);
-      if (n.channel === 9) {  // percussion: a short noise burst
-        const src = ctx.createBufferSource();
-        src.buffer = noiseBuffer(ctx);
-        env.gain.linearRampToValueAtTime(peak, t0 + 0.002);
-        env.gain.exponentialRampToValueAtTime(0.0001, t0 + 0.12);
-        src.connect(env);
-        src.start(t0);
-        src.stop(t0 + 0.15);
-        return;
-      }
-      const freq = 440 * Math.pow(2, (n.pitch - 69) / 12);
-      // Attack, decay to a sustain level, release after the note ends.
-      // Short notes reach the sustain level sooner, so the events stay in time order.
-      const decayEnd = Math.min(t0 + 0.26, t1);
-      env.gain.linearRampToValueAtTime(peak, t0 + 0.01);
-      env.gain.exponentialRampToValueAtTime(peak * 0.5, decayEnd);
-      if (t1 > decayEnd) env.gain.setValueAtTime(peak * 0.5, t1);
-      env.gain.linearRampToValueAtTime(0, t1 + 0.08);
-      const partials = [[1, "triangle", 1], [2, "sine", 0.25]];
-      for (const [mult, type, level] of partials) {
-        const osc = ctx.createOscillator(), g = ctx.createGain();
-        osc.type = type;
-        osc.frequency.value = freq * mult;
-        g.gain.value = level;
-        osc.connect(g);
-        g.connect(env);
-        osc.start(t0);
-        osc.stop(t1 + 0.1);
-      }
+  // One note on `dest`: two partials under an attack-decay-sustain-release envelope.
+  function scheduleNote(ctx, dest, start, n) {
+    const t0 = start + n.time, t1 = t0 + Math.max(n.duration, 0.05);
+    const peak = 0.25 * (n.velocity / 127);
+    const env = ctx.createGain();
+    env.gain.setValueAtTime(0, t0);
+    env.connect(dest);
+    if (n.channel === 9) {  // percussion: a short noise burst
+      const src = ctx.createBufferSource();
+      src.buffer = noiseBuffer(ctx);
+      env.gain.linearRampToValueAtTime(peak, t0 + 0.002);
+      env.gain.exponentialRampToValueAtTime(0.0001, t0 + 0.12);
+      src.connect(env);
+      src.start(t0);
+      src.stop(t0 + 0.15);
+      return;
+    }
+    const freq = 440 * Math.pow(2, (n.pitch - 69) / 12);
+    // Attack, decay to a sustain level, release after the note ends.
+    // Short notes reach the sustain level sooner, so the events stay in time order.
+    const decayEnd = Math.min(t0 + 0.26, t1);
+    env.gain.linearRampToValueAtTime(peak, t0 + 0.01);
+    env.gain.exponentialRampToValueAtTime(peak * 0.5, decayEnd);
+    if (t1 > decayEnd) env.gain.setValueAtTime(peak * 0.5, t1);
+    env.gain.linearRampToValueAtTime(0, t1 + 0.08);
+    const partials = [[1, "triangle", 1], [2, "sine", 0.25]];
+    for (const [mult, type, level] of partials) {
+      const osc = ctx.createOscillator(), g = ctx.createGain();
+      osc.type = type;
+      osc.frequency.value = freq * mult;
+      g.gain.value = level;
+      osc.connect(g);
+      g.connect(env);
+      osc.start(t0);
+      osc.stop(t1 + 0.1);
     }
   }
 
-  let noise = null;
+  // Renders a song to an AudioBuffer without a sound card (used by the tests).
+  function renderOffline(song, sampleRate) {
+    const rate = sampleRate || 22050;
+    const ctx = new OfflineAudioContext(1, Math.ceil((song.duration + 0.5) * rate), rate);
+    const out = ctx.createGain();
+    out.gain.value = 0.6;
+    out.connect(ctx.destination);
+    for (const n of song.notes) scheduleNote(ctx, out, 0, n);
+    return ctx.startRendering();
+  }
+
+  const noise = new WeakMap();  // one noise buffer per audio context
+
   function noiseBuffer(ctx) {
-    if (!noise) {
-      noise = ctx.createBuffer(1, ctx.sampleRate * 0.2, ctx.sampleRate);
-      const data = noise.getChannelData(0);
+    if (!noise.has(ctx)) {
+      const buffer = ctx.createBuffer(1, Math.ceil(ctx.sampleRate * 0.2), ctx.sampleRate);
+      const data = buffer.getChannelData(0);
       for (let i = 0; i < data.length; i++) data[i] = Math.random() * 2 - 1;
+      noise.set(ctx, buffer);
     }
-    return noise;
+    return noise.get(ctx);
   }
 
-  global.ListenSynth = { parseMidi, Player };
+  global.ListenSynth = { parseMidi, Player, renderOffline };
 })(window);
