@@ -1,0 +1,74 @@
+"""A drop-in MambaMixer whose sequence path runs the numba kernels on CPU."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers.models.mamba import modeling_mamba as mm
+
+from abcmamba.kernels.functions import conv_silu, selective_scan
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+class CpuKernelMambaMixer(mm.MambaMixer):
+    """MambaMixer with the same parameters; full sequences go through the CPU kernels.
+
+    Only the class of the module changes (``enable_cpu_kernel`` swaps it in
+    place), so state_dict, config and save_pretrained stay those of a plain
+    MambaForCausalLM. Single-token decode with a cache, other devices and
+    dtypes other than fp32/fp64 take the stock transformers path.
+    """
+
+    def uses_kernel(self, hidden_states: torch.Tensor, cache_params=None) -> bool:
+        """Whether this call will run on the CPU kernels."""
+        if (
+            hidden_states.device.type != "cpu"
+            or hidden_states.dtype not in _KERNEL_DTYPES
+        ):
+            return False
+        if self.in_proj.weight.dtype != hidden_states.dtype:
+            return False
+        # Decode steps (one token with a cache) use the stock recurrent update.
+        return not (cache_params is not None and hidden_states.shape[1] == 1)
+
+    def forward(self, hidden_states, cache_params=None, attention_mask=None, **kwargs):
+        """Same contract and result as MambaMixer.forward."""
+        if not self.uses_kernel(hidden_states, cache_params):
+            return super().forward(
+                hidden_states, cache_params, attention_mask, **kwargs
+            )
+        seq_len = hidden_states.shape[1]
+        hidden_states = mm.apply_mask_to_padding_states(hidden_states, attention_mask)
+        xz = self.in_proj(hidden_states)  # (B, L, 2D): x, then the gate z
+
+        if cache_params is None:
+            u = conv_silu(xz, self.conv1d.weight, self.conv1d.bias)  # (B, L, D)
+        else:
+            # Prefill: the conv state bookkeeping is exactly the stock one.
+            x = xz[..., : self.intermediate_size].transpose(1, 2)  # (B, D, L)
+            x = cache_params.update_conv_state(
+                x, self.layer_idx, conv_kernel_size=self.conv_kernel_size
+            )
+            x = mm.causal_conv1d_fn(
+                x,
+                self.conv1d.weight.squeeze(1),
+                self.conv1d.bias,
+                activation=self.activation,
+            )
+            u = x[:, :, -seq_len:].transpose(1, 2)  # (B, L, D)
+        u = mm.apply_mask_to_padding_states(u, attention_mask)
+
+        dt, bm, cm = torch.split(
+            self.x_proj(u),
+            [self.time_step_rank, self.ssm_state_size, self.ssm_state_size],
+            dim=-1,
+        )  # (B, L, R), (B, L, N), (B, L, N)
+        delta = F.softplus(
+            F.linear(dt, self.dt_proj.weight, self.dt_proj.bias)
+        )  # (B, L, D)
+        a = -torch.exp(self.A_log.float()).to(u.dtype)  # (D, N)
+        y, last_state = selective_scan(u, delta, a, bm, cm, self.D.to(u.dtype), xz)
+        if cache_params is not None:
+            cache_params.update_recurrent_state(last_state, self.layer_idx)
+        return self.out_proj(y)  # (B, L, H)

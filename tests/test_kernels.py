@@ -1,0 +1,227 @@
+"""The numba CPU kernels for Mamba match transformers' own path exactly."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("numba")
+from safetensors.torch import load_file  # noqa: E402
+from transformers import MambaConfig, MambaForCausalLM  # noqa: E402
+
+import abcmamba.kernels as kernels  # noqa: E402
+from abcmamba.kernels import functions  # noqa: E402
+
+REL_TOL = 1e-5
+
+pytestmark = pytest.mark.skipif(
+    not kernels.kernel_available(), reason="numba kernels could not compile here"
+)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative error of a against the reference b (Frobenius norms)."""
+    return (
+        (a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)
+    ).item()
+
+
+def tiny_config(**kw) -> MambaConfig:
+    """A tiny Mamba-1 configuration (intermediate 2*hidden, fp32)."""
+    args = dict(
+        vocab_size=97,
+        hidden_size=32,
+        state_size=8,
+        num_hidden_layers=2,
+        intermediate_size=64,
+        time_step_rank=4,
+        conv_kernel=4,
+        initializer_range=0.02,
+    )
+    args.update(kw)
+    return MambaConfig(**args)
+
+
+def model_pair(seed: int = 0, **kw) -> tuple[MambaForCausalLM, MambaForCausalLM]:
+    """(stock model, identical copy running the kernel)."""
+    torch.manual_seed(seed)
+    ref = MambaForCausalLM(tiny_config(**kw))
+    fast = copy.deepcopy(ref)
+    assert kernels.enable_cpu_kernel(fast)
+    return ref, fast
+
+
+def test_import_compiles_nothing():
+    """Importing the package neither imports numba nor compiles anything."""
+    code = "import sys, abcmamba.kernels; print('numba' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_forward_and_all_grads_match_stock():
+    """Logits and every parameter/input gradient match the stock path in fp32."""
+    seq_len = functions.CHUNK + 13  # crosses a chunk boundary, not a multiple
+    ref, fast = model_pair()
+    ids = torch.randint(0, 97, (3, seq_len), generator=torch.Generator().manual_seed(1))
+    results = []
+    for model in (ref, fast):
+        embeds = model.backbone.embeddings(ids).detach().requires_grad_()
+        out = model(inputs_embeds=embeds, labels=ids)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        results.append(
+            (out.logits.detach(), out.loss.item(), embeds.grad.clone(), grads)
+        )
+    (lr, loss_r, er, gr), (lf, loss_f, ef, gf) = results
+    assert rel_err(lf, lr) < REL_TOL
+    assert abs(loss_f - loss_r) <= REL_TOL * abs(loss_r)
+    assert rel_err(ef, er) < REL_TOL
+    wanted = ("A_log", "D", "dt_proj", "x_proj", "conv1d", "in_proj", "out_proj")
+    for part in wanted:
+        names = [n for n in gr if f".{part}" in n]
+        assert names, part
+        for name in names:
+            assert rel_err(gf[name], gr[name]) < REL_TOL, name
+
+
+def test_padding_mask_matches_stock():
+    """With an attention mask (left padding) the outputs still match."""
+    ref, fast = model_pair(seed=3)
+    ids = torch.randint(0, 97, (2, 33))
+    mask = torch.ones_like(ids)
+    mask[0, :7] = 0
+    with torch.no_grad():
+        lr = ref(ids, attention_mask=mask).logits
+        lf = fast(ids, attention_mask=mask).logits
+    assert rel_err(lf, lr) < REL_TOL
+
+
+def test_gradcheck_float64():
+    """Hand-written backwards agree with finite differences in float64."""
+    gen = torch.Generator().manual_seed(0)
+    b, seqlen, dim, nstate, ksize = 2, 5, 3, 2, 3
+
+    def rnd(*shape, scale=1.0):
+        t = torch.randn(*shape, generator=gen, dtype=torch.float64) * scale
+        return t.requires_grad_()
+
+    xz = rnd(b, seqlen, 2 * dim)
+    weight = rnd(dim, 1, ksize, scale=0.5)
+    bias = rnd(dim)
+    delta = torch.rand(
+        b, seqlen, dim, generator=gen, dtype=torch.float64
+    ).requires_grad_()
+    a = (
+        -torch.rand(dim, nstate, generator=gen, dtype=torch.float64) - 0.1
+    ).requires_grad_()
+    bm, cm, d_skip = rnd(b, seqlen, nstate), rnd(b, seqlen, nstate), rnd(dim)
+    assert torch.autograd.gradcheck(functions.conv_silu, (xz, weight, bias))
+
+    def scan(u, delta, a, bm, cm, d_skip, xz):
+        return functions.selective_scan(u, delta, a, bm, cm, d_skip, xz)[0]
+
+    u = rnd(b, seqlen, dim)
+    assert torch.autograd.gradcheck(scan, (u, delta, a, bm, cm, d_skip, xz))
+
+
+def test_chunk_boundaries_are_exact(monkeypatch):
+    """Tiny chunks (many recomputed segments) give the same gradients."""
+    ref, fast = model_pair(seed=5)
+    monkeypatch.setattr(functions, "CHUNK", 4)
+    monkeypatch.setattr(functions, "DBLK", 24)  # blocks that do not divide D=64
+    ids = torch.randint(0, 97, (2, 23))
+    for model in (ref, fast):
+        model(ids, labels=ids).loss.backward()
+    for (name, pr), (_, pf) in zip(
+        ref.named_parameters(), fast.named_parameters(), strict=True
+    ):
+        assert rel_err(pf.grad, pr.grad) < REL_TOL, name
+
+
+def test_training_run_matches_stock_step_for_step():
+    """Five AdamW steps: losses match the stock path at every step."""
+    ref, fast = model_pair(seed=7)
+    ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(2))
+    batches = [ids] * 5  # one batch again and again: the loss must fall
+    curves = []
+    for model in (ref, fast):
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        losses = []
+        for ids in batches:
+            loss = model(ids, labels=ids).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+        curves.append(losses)
+    assert curves[0][-1] < curves[0][0]
+    for lr_, lf in zip(*curves, strict=True):
+        assert abs(lf - lr_) <= REL_TOL * abs(lr_)
+
+
+def test_saved_model_is_a_plain_mamba(tmp_path):
+    """save_pretrained of a kernel model equals the stock one and reloads as stock."""
+    ref, fast = model_pair(seed=11)
+    ref.save_pretrained(tmp_path / "ref")
+    fast.save_pretrained(tmp_path / "fast")
+    sr = load_file(tmp_path / "ref" / "model.safetensors")
+    sf = load_file(tmp_path / "fast" / "model.safetensors")
+    assert sr.keys() == sf.keys()
+    for key in sr:
+        assert sr[key].shape == sf[key].shape and torch.equal(sr[key], sf[key]), key
+    cr = json.loads((tmp_path / "ref" / "config.json").read_text())
+    cf = json.loads((tmp_path / "fast" / "config.json").read_text())
+    assert cr == cf
+    loaded = MambaForCausalLM.from_pretrained(tmp_path / "fast")
+    assert kernels.describe_scan_path(loaded) in ("sequential", "mambapy")
+
+
+def test_prefill_with_cache_and_generation_match_stock():
+    """Prefill logits and cached conv/ssm states match; greedy generation is identical."""
+    ref, fast = model_pair(seed=13)
+    ids = torch.randint(0, 97, (2, 37), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        out_r = ref(ids, use_cache=True)
+        out_f = fast(ids, use_cache=True)
+        assert rel_err(out_f.logits, out_r.logits) < REL_TOL
+        for layer in range(ref.config.num_hidden_layers):
+            cs_r = out_r.cache_params.get_conv_state(layer)
+            cs_f = out_f.cache_params.get_conv_state(layer)
+            assert cs_f.shape == cs_r.shape and rel_err(cs_f, cs_r) < REL_TOL
+            ss_r = out_r.cache_params.get_recurrent_state(layer)
+            ss_f = out_f.cache_params.get_recurrent_state(layer)
+            assert ss_f.shape == ss_r.shape and rel_err(ss_f, ss_r) < REL_TOL
+        gen_r = ref.generate(ids[:1], max_new_tokens=8, do_sample=False)
+        gen_f = fast.generate(ids[:1], max_new_tokens=8, do_sample=False)
+    assert torch.equal(gen_f, gen_r)
+
+
+def test_describe_scan_path_and_disable():
+    """describe_scan_path follows enable/disable; other models are left alone."""
+    torch.manual_seed(0)
+    model = MambaForCausalLM(tiny_config(use_mambapy=False))
+    assert kernels.describe_scan_path(model) == "sequential"
+    assert kernels.enable_cpu_kernel(model)
+    assert kernels.describe_scan_path(model) == "cpu-kernel"
+    kernels.disable_cpu_kernel(model)
+    assert kernels.describe_scan_path(model) == "sequential"
+    assert not kernels.enable_cpu_kernel(torch.nn.Linear(2, 2))
+
+
+def test_enable_warns_and_falls_back_when_kernel_missing(monkeypatch, caplog):
+    """A kernel that cannot load gives False, a warning, and an untouched model."""
+    monkeypatch.setattr(kernels, "_load_error", "ImportError: no numba")
+    model = MambaForCausalLM(tiny_config())
+    with caplog.at_level(logging.WARNING, logger="abcmamba.kernels"):
+        assert not kernels.enable_cpu_kernel(model)
+    assert "could not load" in caplog.text
+    assert kernels.describe_scan_path(model) != "cpu-kernel"
