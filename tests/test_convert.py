@@ -168,6 +168,13 @@ def test_repeat_without_start_sign_goes_back_to_previous_repeat(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_header_part_order_is_played(tmp_path):
+    # P:ABA in the header: abc2midi plays part A, part B, part A again.
+    abc = tune("P:A\nC8 :|\nP:B\nD8 |]", "M:4/4\nL:1/8\nP:ABA\nK:C")
+    assert pitches(abc, tmp_path) == [60, 60, 62, 60, 60]
+    agrees_with_abc2midi(abc)
+
+
 def test_da_capo_words_are_not_played_twice(tmp_path):
     # music21's MIDI writer acts on "D.C."/"Fine" and plays the tune again.
     abc = tune('C8 | "Fine"D8 | E8 | "D.C."F8 |]')

@@ -1,11 +1,15 @@
 """ABC -> music21 that plays the written notes.
 
-music21's own ABC reader silently changes the music (accidentals not carried
-through the bar, invisible rests `x` read as notes, a header `V:` line adding
-an empty part, broken rhythm after grace notes, ...; see tests/test_convert.py).
-So ABC is read with abc2xml, the reference ABC -> MusicXML converter, after
-:mod:`abcmamba.convert.abctext` has settled the points where abc2xml and
-abc2midi disagree, and music21 then reads the MusicXML, which it reads well.
+music21's own ABC reader (9.x) silently changes the music: an accidental is
+not carried to later notes of the same pitch in the bar, invisible rests `x`
+are dropped so every later note comes early, bar-interleaved `[V:n]` voices
+are run together into one part next to an empty part made by the header
+`V:` lines, a `:|` without `|:` is not repeated, and some tunes crash it
+("TimeSignature already found in this Stream"); 59% of a folk-corpus sample
+played what abc2midi plays.  So ABC is read with abc2xml, the reference
+ABC -> MusicXML converter, after :mod:`abcmamba.convert.abctext` has settled
+the points where abc2xml and abc2midi disagree, and music21 then reads the
+MusicXML, which it reads well.  tests/test_convert.py has one tune per fault.
 """
 
 from __future__ import annotations

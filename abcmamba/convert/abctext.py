@@ -124,7 +124,8 @@ def _voices(
             continue
         if _FIELD_LINE.match(line):
             switch(current, "")
-            tokens[current].append(Token("other", line + "\n"))
+            # A field line must start a line of its own after expansion.
+            tokens[current].append(Token("other", "\n" + line + "\n"))
             continue
         switch(current, "")
         for token in tokenize(line):
@@ -201,8 +202,66 @@ def _expand(tokens: list[Token]) -> list[str]:
     return out
 
 
+def parse_part_order(spec: str) -> list[str]:
+    """Play order of a header `P:` field: 'A(BC)2' -> ['A', 'B', 'C', 'B', 'C']."""
+    spec = re.sub(r"[^A-Za-z0-9()]", "", spec.split("%")[0])
+
+    def sequence(pos: int) -> tuple[list[str], int]:
+        items: list[list[str]] = []
+        while pos < len(spec) and spec[pos] != ")":
+            if spec[pos] == "(":
+                inner, pos = sequence(pos + 1)
+                items.append(inner)
+                pos += 1  # the ")"
+            elif spec[pos].isdigit():
+                digits = re.match(r"\d+", spec[pos:]).group(0)
+                if items:
+                    items[-1] = items[-1] * max(int(digits), 1)
+                pos += len(digits)
+            else:
+                items.append([spec[pos]])
+                pos += 1
+        return [name for item in items for name in item], pos
+
+    return sequence(0)[0]
+
+
+def _parts(abc: str) -> tuple[list[str], list[str], dict[str, list[str]]] | None:
+    """(header, play order, body lines per part) if the tune has P: parts."""
+    header, body = split_header(abc)
+    order_fields = [line[2:] for line in header if line.startswith("P:")]
+    if not order_fields:
+        return None
+    order = parse_part_order(order_fields[0])
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in body:
+        if line.startswith("P:"):
+            current = line[2:].strip()[:1]
+            sections.setdefault(current, [])
+        elif current is not None:
+            sections[current].append(line)
+    if len(order) < 2 or not sections or any(p not in sections for p in order):
+        return None
+    return [h for h in header if not h.startswith("P:")], order, sections
+
+
 def expand_repeats(abc: str) -> str:
-    """The tune with repeats and endings written out, voice by voice."""
+    """The tune with repeats, endings and the header's P: order written out."""
+    parts = _parts(abc)
+    if parts is not None:
+        # abc2midi plays the parts in the header's order, each with its own
+        # repeats.
+        header, order, sections = parts
+        out = list(header)
+        for name in order:
+            section = "\n".join(header + sections[name])
+            out += split_header(_expand_voices(section))[1]
+        return "\n".join(out) + "\n"
+    return _expand_voices(abc)
+
+
+def _expand_voices(abc: str) -> str:
     header, body = split_header(abc)
     order, heads, tokens = _voices(body)
     out = list(header)
