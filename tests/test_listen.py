@@ -35,6 +35,7 @@ from abcmamba.listen.samples import (
     find_soundfont,
     parse_samples_arg,
     sample_id,
+    strip_midi_text,
 )
 from abcmamba.listen.server import ListenApp, ListenConfig, make_server
 
@@ -172,6 +173,9 @@ def test_plan_is_blind_and_media_is_served(running):
     sid = plan["pieces"][0]
     status, body, ctype = get(running.url + plan["media"][sid]["midi"])
     assert (status, body[:4], ctype) == (200, b"MThd", "audio/midi")
+    for other in plan["pieces"]:  # abc2midi writes titles as track names
+        midi = get(running.url + plan["media"][other]["midi"])[1]
+        assert b"note track" not in midi and b"UNSER" not in midi.upper()
     status, body, ctype = get(running.url + plan["media"][sid]["svg"])
     assert status == 200 and ctype == "image/svg+xml" and b"<svg" in body
     assert b"SCHLAF" not in body and b"UNSER HANS" not in body  # titles stay hidden
@@ -331,6 +335,46 @@ HAND_MIDI = (
 HAND_NOTES = [(0.0, 0.5, 60, 100), (0.5, 0.5, 62, 80), (1.0, 1.0, 64, 127)]
 
 
+# The same music with a title, a track name and a marker that must not reach the page.
+TEXT_MIDI = (
+    b"MThd"
+    + struct.pack(">IHHH", 6, 1, 2, 480)
+    + _track(
+        [
+            (0, b"\xff\x03\x0cSecret Title"),
+            (0, b"\xff\x51\x03\x07\xa1\x20"),
+            (960, b"\xff\x51\x03\x0f\x42\x40"),
+        ]
+    )
+    + _track(
+        [
+            (0, b"\xc0\x49"),
+            (0, b"\x90\x3c\x64"),
+            (240, b"\xff\x06\x06Marker"),  # half-way through C4
+            (240, b"\x3c\x00"),  # running status across the dropped marker
+            (0, b"\x3e\x50"),
+            (480, b"\x80\x3e\x40"),
+            (0, b"\xff\x01\x04Note"),
+            (0, b"\x90\x40\x7f"),
+            (480, b"\x40\x00"),
+        ]
+    )
+)
+
+
+def test_strip_midi_text_keeps_music_and_timing():
+    stripped = strip_midi_text(TEXT_MIDI)
+    for secret in (b"Secret", b"Marker", b"Note"):
+        assert secret not in stripped
+    assert strip_midi_text(HAND_MIDI) == HAND_MIDI  # nothing to drop: same bytes
+    real = (DATA / "modelA" / "sample_000.mid").read_bytes()
+    assert b"note track" in real and b"note track" not in strip_midi_text(real)
+    with pytest.raises(ValueError):
+        strip_midi_text(b"RIFF0000")
+    with pytest.raises(ValueError):
+        strip_midi_text(real[:-5])
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if not (CHROMIUM and CHROMEDRIVER):
@@ -384,6 +428,16 @@ def test_js_midi_parser_reads_times_tempo_and_running_status(running, browser):
     for got, want in zip(parsed, HAND_NOTES, strict=True):
         assert got[:4] == pytest.approx(list(want))
         assert got[4] == 0x49
+    for data in (TEXT_MIDI, strip_midi_text(TEXT_MIDI)):
+        again = browser.execute_script(
+            "const b = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));"
+            "return ListenSynth.parseMidi(b.buffer).notes.map(n => [n.time, n.duration,"
+            " n.pitch, n.velocity]);",
+            base64.b64encode(data).decode(),
+        )
+        assert len(again) == len(HAND_NOTES)
+        for got, want in zip(again, HAND_NOTES, strict=True):
+            assert got == pytest.approx(list(want))
     # A real file: as many notes as abc2midi wrote note-ons (counted by music21).
     from music21 import midi
 

@@ -219,9 +219,10 @@ def _markdown(report: dict, plots: list[Path]) -> str:
         "",
         "## Mann-Whitney U between sources (two-sided)",
         "",
-        "Holm correction within each question; Bonferroni for comparison. "
-        "Rank-biserial r > 0 means the first source is rated higher. Ratings by one "
-        "participant are treated as independent, which the test assumes.",
+        "Holm correction within each question (* marks p Holm below "
+        f"{1 - report['confidence']:.2g}); Bonferroni for comparison. Rank-biserial r > 0 "
+        "means the first source is rated higher. The test takes every rating as "
+        "independent; several ratings per participant make p-values somewhat optimistic.",
         "",
         "| question | a | b | n_a | n_b | U | r | p | p Holm | p Bonferroni |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -280,7 +281,8 @@ def _plots(report: dict, out: Path) -> list[Path]:
                 errs[1].append(0 if r["ci_high"] is None else r["ci_high"] - r["mean"])
             ax.bar(xs, ys, width, yerr=errs, capsize=3, label=source)
         ax.set_xticks(range(len(questions)), [q.replace("_", " ") for q in questions])
-        ax.set_ylim(0, 5.5)
+        ax.set_ylim(0, 6)  # room for the legend above the bars
+        ax.set_yticks(range(6))
         ax.set_ylabel("MOS (1-5)")
         ax.set_title(f"Mean opinion score, {round(report['confidence'] * 100)}% CI")
         ax.legend(fontsize="small", ncols=min(4, len(sources)))

@@ -192,21 +192,40 @@ class MediaStore:
         return media
 
     def midi(self, sample: Sample) -> Path | None:
-        """The sample's MIDI file, made from its ABC when the folder has none."""
-        if "midi" in sample.files:
-            return sample.files["midi"]
-        if not sample.abc:
+        """The sample's MIDI (made from its blinded ABC if the folder has none), text
+        events such as track names removed so the file cannot reveal a title."""
+        src = sample.files.get("midi") or sample.files.get("abc")
+        if src is None:
             return None
         out = self.cache_dir / f"{sample.id}.mid"
-        if out.is_file() or _abc_to_midi(sample.abc, out):
+        if _fresh(out, src):
             return out
-        return None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if "midi" in sample.files:
+            data = src.read_bytes()
+        else:
+            made = out.with_suffix(".made.mid")
+            if not _abc_to_midi(blind_abc(sample.abc), made):
+                return None
+            data = made.read_bytes()
+            made.unlink()
+        try:
+            data = strip_midi_text(data)
+        except ValueError as err:
+            logger.warning(
+                "skipping MIDI of %s/%s: %s", sample.source, sample.name, err
+            )
+            return None
+        _write_atomic(out, data)
+        return out
 
     def svg(self, sample: Sample) -> Path | None:
         """Sheet music: engraved from the blinded ABC so every source looks alike."""
         if sample.abc:
             out = self.cache_dir / f"{sample.id}.svg"
-            if out.is_file() or _abc_to_svg(blind_abc(sample.abc), out):
+            if _fresh(out, sample.files["abc"]) or _abc_to_svg(
+                blind_abc(sample.abc), out
+            ):
                 return out
         return sample.files.get("svg")
 
@@ -217,9 +236,96 @@ class MediaStore:
         if not render or midi is None or self.soundfont is None:
             return None
         out = self.cache_dir / f"{sample.id}.wav"
-        if out.is_file() or render_wav(midi, out, self.soundfont):
+        if _fresh(out, midi) or render_wav(midi, out, self.soundfont):
             return out
         return None
+
+
+def _fresh(out: Path, src: Path) -> bool:
+    """Whether a cached file exists and is not older than what it was made from."""
+    return out.is_file() and out.stat().st_mtime >= src.stat().st_mtime
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _read_vlq(data: bytes, pos: int) -> tuple[int, int]:
+    value = 0
+    for _ in range(4):
+        if pos >= len(data):
+            break
+        byte = data[pos]
+        pos += 1
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value, pos
+    raise ValueError("bad variable-length number")
+
+
+def _vlq(value: int) -> bytes:
+    out = [value & 0x7F]
+    while value > 0x7F:
+        value >>= 7
+        out.insert(0, (value & 0x7F) | 0x80)
+    return bytes(out)
+
+
+def strip_midi_text(data: bytes) -> bytes:
+    """A Standard MIDI File without text meta events (title, track and instrument
+    names, lyrics, markers); notes, tempo and everything else kept, timing exact."""
+    if data[:4] != b"MThd" or len(data) < 14:
+        raise ValueError("not a MIDI file")
+    header_end = 8 + int.from_bytes(data[4:8], "big")
+    out = bytearray(data[:header_end])
+    pos = header_end
+    while pos + 8 <= len(data):
+        chunk_id, length = data[pos : pos + 4], int.from_bytes(
+            data[pos + 4 : pos + 8], "big"
+        )
+        chunk = data[pos + 8 : pos + 8 + length]
+        if len(chunk) < length:
+            raise ValueError("truncated file")
+        pos += 8 + length
+        if chunk_id == b"MTrk":
+            track = _strip_track(chunk)
+            out += b"MTrk" + len(track).to_bytes(4, "big") + track
+    return bytes(out)
+
+
+def _strip_track(chunk: bytes) -> bytes:
+    out = bytearray()
+    pos, carry, status = 0, 0, 0
+    try:
+        while pos < len(chunk):
+            delta, pos = _read_vlq(chunk, pos)
+            start, byte = pos, chunk[pos]
+            if byte == 0xFF:
+                length, data_pos = _read_vlq(chunk, pos + 2)
+                end = data_pos + length
+                if 0x01 <= chunk[pos + 1] <= 0x07:
+                    carry += delta  # the dropped event's time moves to the next one
+                    pos = end
+                    continue
+            elif byte in (0xF0, 0xF7):
+                length, data_pos = _read_vlq(chunk, pos + 1)
+                end = data_pos + length
+            else:
+                # Running status is kept across meta events: some writers rely on it.
+                if byte & 0x80:
+                    status, pos = byte, pos + 1
+                elif not status:
+                    raise ValueError("data byte without status")
+                end = pos + (1 if status & 0xF0 in (0xC0, 0xD0) else 2)
+            out += _vlq(delta + carry) + chunk[start:end]
+            carry, pos = 0, end
+    except IndexError as err:
+        raise ValueError("truncated track") from err
+    if pos > len(chunk):
+        raise ValueError("truncated track")
+    return bytes(out)
 
 
 def render_wav(midi: Path, out: Path, soundfont: Path) -> bool:

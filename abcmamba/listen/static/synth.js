@@ -30,23 +30,23 @@
     while (pos < end) {
       let delta;
       [delta, pos] = readVLQ(bytes, pos);
+      if (pos >= end) break;  // truncated track
       tick += delta;
-      let b = bytes[pos];
-      if (b & 0x80) { status = b; pos++; } else if (!status) throw new Error("data byte without status");
-      if (status === 0xff) {
-        const type = bytes[pos++];
+      const b = bytes[pos];
+      if (b === 0xff) {
+        const type = bytes[pos + 1];
         let len;
-        [len, pos] = readVLQ(bytes, pos);
+        [len, pos] = readVLQ(bytes, pos + 2);
         if (type === 0x51 && len === 3) events.push({ tick, type: "tempo", usPerQuarter: readUint(bytes, pos, 3) });
-        if (type === 0x2f) { pos += len; break; }
         pos += len;
-        status = 0;  // meta and sysex events cancel running status
-      } else if (status === 0xf0 || status === 0xf7) {
+        if (type === 0x2f) break;
+      } else if (b === 0xf0 || b === 0xf7) {
         let len;
-        [len, pos] = readVLQ(bytes, pos);
+        [len, pos] = readVLQ(bytes, pos + 1);
         pos += len;
-        status = 0;
       } else {
+        // Running status is kept across meta events: some writers rely on it.
+        if (b & 0x80) { status = b; pos++; } else if (!status) throw new Error("data byte without status");
         const kind = status & 0xf0, channel = status & 0x0f;
         const d1 = bytes[pos++];
         const d2 = (kind === 0xc0 || kind === 0xd0) ? 0 : bytes[pos++];
