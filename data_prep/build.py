@@ -302,7 +302,9 @@ def save_corpus(
     )
     dd = datasets.DatasetDict(
         {
-            name: datasets.Dataset.from_list(rows, features=features)
+            name: datasets.Dataset.from_dict(
+                {k: [row[k] for row in rows] for k in COLUMNS}, features=features
+            )
             for name, rows in by_split.items()
         }
     )
@@ -322,7 +324,8 @@ def save_corpus(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        dd.save_to_disk(str(tmp))
+        # One shard per split, so an empty split still saves a loadable table.
+        dd.save_to_disk(str(tmp), num_shards={name: 1 for name in dd})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         with open(tmp / "rejects.jsonl", "w", encoding="utf-8") as f:
             for reject in rejects:

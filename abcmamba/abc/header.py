@@ -21,7 +21,9 @@ _MODES = {
     "lyd": "lyd",
     "loc": "loc",
 }
-_CLEFS = {"treble", "bass", "alto", "tenor", "perc", "none", "bass3", "alto1"}
+_CLEF_WORD = re.compile(r"^(treble|bass|alto|tenor|perc)[\d+\-]*$", re.IGNORECASE)
+# abcm2ps octave-clef hints such as `-8va`: layout only, dropped.
+_OCTAVE_HINT = re.compile(r"^[+-]8va?$|^8va?$")
 _ACCIDENTAL = re.compile(r"^(\^{1,2}|_{1,2}|=)[A-Ga-g]$")
 _KEY = re.compile(r"^(?P<tonic>[A-Ga-g])(?P<acc>[#b]?)(?P<tail>.*)$")
 _METER = re.compile(r"^\(?(\d+(?:\+\d+)*)\)?/(\d+)$")
@@ -64,7 +66,7 @@ def canonical_key(value: str) -> str:
         key = first
     elif first.lower() == "none":
         key = "none"
-    elif first.lower() in _CLEFS or "=" in first:
+    elif _CLEF_WORD.match(first) or "=" in first:
         key, rest = "C", words
     else:
         m = _KEY.match(first)
@@ -81,8 +83,10 @@ def canonical_key(value: str) -> str:
     for word in rest:
         if _ACCIDENTAL.match(word) or word == "exp":
             extras.append(word)
-        elif word.lower() in _CLEFS:
+        elif _CLEF_WORD.match(word):
             extras.append(f"clef={word.lower()}")
+        elif _OCTAVE_HINT.match(word):
+            continue
         elif "=" in word and word.split("=")[0].lower() in (
             "clef",
             "middle",

@@ -1,0 +1,219 @@
+"""abcmamba.abc: splitting, header parsing, normalization and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import music21
+import pytest
+
+from abcmamba.abc import (
+    AbcError,
+    canonical_key,
+    canonical_meter,
+    default_unit,
+    normalize,
+    parse_header,
+    read_abc_file,
+    split_bars,
+    split_tunes,
+    validate,
+)
+from data_prep.sources import music21_corpus_dir
+
+DATA = Path(__file__).parent / "data"
+
+
+def wild_tunes() -> list[str]:
+    return split_tunes(read_abc_file(DATA / "folk_wild.abc"))
+
+
+def test_split_ignores_text_between_tunes():
+    tunes = wild_tunes()
+    assert len(tunes) == 4
+    assert all(t.startswith("X:") for t in tunes)
+    assert not any("This file gathers" in t for t in tunes)
+
+
+def test_file_header_fields_are_inherited():
+    text = "M:6/8\nL:1/8\n\nX:1\nT:a\nK:D\nABc def|gfe dcB|\n\nX:2\nM:2/4\nK:G\nAB cd|ef ga|\n"
+    first, second = split_tunes(text)
+    assert parse_header(first)["M"] == ["6/8"]
+    assert parse_header(second)["M"] == ["2/4"]
+    assert parse_header(second)["L"] == ["1/8"]
+
+
+def test_latin1_file_is_decoded():
+    (tune,) = split_tunes(read_abc_file(DATA / "latin1.abc"))
+    result = normalize(tune)
+    assert result.title == "Chanson de la Tête"
+    assert "C:Trad. français" in result.abc
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("G", "G"),
+        ("G major", "G"),
+        ("E minor", "Em"),
+        ("F#min", "F#m"),
+        ("Bb", "Bb"),
+        ("A Dorian", "Ador"),
+        ("D mix", "Dmix"),
+        ("G clef=bass", "G clef=bass"),
+        ("bass", "C clef=bass"),
+        ("D exp ^f ^c", "D exp ^f ^c"),
+        ("A min -8va", "Am"),
+        ("HP", "HP"),
+    ],
+)
+def test_canonical_key(value, expected):
+    assert canonical_key(value) == expected
+
+
+@pytest.mark.parametrize("value", ["Es", "H", "G foo"])
+def test_unknown_key_is_an_error(value):
+    with pytest.raises(ValueError):
+        canonical_key(value)
+
+
+def test_meter_and_default_unit():
+    assert canonical_meter(" 6/8 ") == "6/8"
+    assert canonical_meter("C|") == "C|"
+    assert default_unit("2/4") == "1/16"
+    assert default_unit("3/4") == "1/8"
+    assert default_unit("none") == "1/8"
+    with pytest.raises(ValueError):
+        canonical_meter("FREI4/4")
+
+
+def test_normalized_header_order_and_cleanup():
+    kesh = normalize(wild_tunes()[0])
+    lines = kesh.abc.split("\n")
+    assert lines[:7] == [
+        "X:1",
+        "C:Trad.",
+        "R:jig",
+        "M:6/8",
+        "L:1/8",
+        "Q:3/8=116",
+        "K:G",
+    ]
+    assert kesh.title == "The Kesh" and kesh.rhythm == "jig"
+    for gone in ("T:", "O:", "Z:", "N:", "W:", "%%", "%"):
+        assert not any(line.startswith(gone) for line in lines)
+    assert "\\" not in kesh.abc  # continuation joined
+    assert kesh.abc.endswith("|]\n") and "\n\n" not in kesh.abc
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_inline_fields_decorations_and_lyrics():
+    tune = normalize(wild_tunes()[2])
+    assert "[K:A]" in tune.abc and "[M:2/4]" in tune.abc
+    assert "!trill!" in tune.abc and "{d}c2" in tune.abc and '"G"' in tune.abc
+    assert "w:" not in tune.abc
+    assert validate(tune.abc) == []
+
+
+def test_layout_linebreak_symbol_removed():
+    maggie = normalize(wild_tunes()[1])
+    assert "$" not in maggie.abc
+    assert "P:A" in maggie.abc and "I:" not in maggie.abc
+
+
+def test_missing_unit_is_made_explicit():
+    tune = normalize(wild_tunes()[3])
+    assert "L:1/8" in tune.abc.split("\n")
+    assert tune.unit_note_length == "1/8"
+
+
+def test_multivoice_is_bar_interleaved():
+    (tune,) = split_tunes(read_abc_file(DATA / "multivoice.abc"))
+    result = normalize(tune)
+    assert result.n_voices == 2 and result.n_bars == 8
+    body = result.abc.split("K:F\n")[1].strip().split("\n")
+    assert len(body) == 8
+    assert body[0] == "[V:1]c2 A |[V:2]F,2 F, |"
+    assert "V:1 clef=treble" in result.abc and "V:2 clef=bass" in result.abc
+    assert "name=" not in result.abc
+    assert validate(result.abc) == []
+
+
+def test_voices_with_different_bar_counts_are_rejected():
+    abc = "X:1\nM:2/4\nL:1/8\nV:1\nV:2\nK:C\nV:1\nCD EF|GA Bc|\nV:2\nC,4|\n"
+    with pytest.raises(AbcError, match="different numbers of bars"):
+        normalize(abc)
+
+
+def test_missing_bar_line_at_full_line_end_is_restored():
+    # Essen-style: the phrase line ends on a full bar without writing `|`.
+    abc = "X:1\nM:3/4\nL:1/4\nK:C\nC D E | F G A\nB c d | c3 |]\n"
+    result = normalize(abc)
+    assert "F G A |" in result.abc
+    assert validate(result.abc) == []
+
+
+@pytest.mark.parametrize("tune", wild_tunes(), ids=lambda t: t.split("\n")[1])
+def test_normalize_is_idempotent(tune):
+    once = normalize(tune)
+    assert normalize(once.abc).abc == once.abc
+
+
+@pytest.mark.parametrize(
+    "abc, reason",
+    [
+        ("X:1\nM:4/4\nL:1/8\nABCD EFGA|\n", "no K: field"),
+        ("X:1\nM:4/4\nL:1/8\nK:Q\nABCD EFGA|ABCD EFGA|\n", "unknown key"),
+        ("X:1\nM:4/x\nL:1/8\nK:C\nABCD EFGA|ABCD EFGA|\n", "unknown meter"),
+        ("X:1\nM:4/4\nL:1/8\nK:C\nABCD [EFGA|ABCD EFGA|\n", "unbalanced brackets"),
+        ("X:1\nM:4/4\nL:1/8\nK:C\n(ABCD EFGA|ABCD EFGA|\n", "unbalanced slurs"),
+        ("X:1\nM:4/4\nL:1/8\nK:C\nABCD EFGA|\n", "fewer than 2 bars"),
+        ("X:1\nM:4/4\nL:1/8\nK:C\nABC|DEF|GAB|cde|fga|\n", "disagree with the meter"),
+        ('X:1\nM:4/4\nL:1/8\nK:C\n"Am ABCD EFGA|ABCD EFGA|\n', "unclosed quote"),
+    ],
+)
+def test_validate_reasons(abc, reason):
+    assert any(reason in r for r in validate(abc))
+
+
+def test_validate_accepts_pickups_tuplets_and_broken_rhythm():
+    abc = "X:1\nM:2/4\nL:1/8\nK:D\nA|:d>e (3fed|c2 A>B|A2 z2|1 d3 A:|2 d3||\n"
+    assert validate(abc) == []
+
+
+def test_split_bars_keeps_bar_lines_with_their_bar():
+    assert split_bars("|:AB cd|ef g2:|") == ["|:AB cd|", "ef g2:|"]
+
+
+def _music(abc: str) -> list[tuple]:
+    """(pitches, quarterLength) of every note and chord, as music21 reads it."""
+    score = music21.converter.parse(abc, format="abc")
+    return [
+        (tuple(p.midi for p in n.pitches), float(n.quarterLength))
+        for n in score.flatten().notesAndRests
+        if not n.isRest
+    ]
+
+
+def _corpus_sample(step: int) -> list[str]:
+    root = music21_corpus_dir()
+    tunes = []
+    for folder in ("essenFolksong", "ryansMammoth", "oneills1850"):
+        for path in sorted((root / folder).glob("*.abc")):
+            tunes += split_tunes(read_abc_file(path))
+    return tunes[::step]
+
+
+def test_normalization_keeps_the_notes_of_corpus_tunes():
+    """Same pitch and duration sequence before and after, read by the same parser."""
+    checked = 0
+    for tune in _corpus_sample(step=300):
+        try:
+            result = normalize(tune)
+        except AbcError:
+            continue
+        if result.n_voices != 1 or validate(result.abc):
+            continue
+        assert _music(result.abc) == _music(tune), result.abc
+        checked += 1
+    assert checked >= 30
