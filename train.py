@@ -380,21 +380,26 @@ def _optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 class CosineSchedule:
-    """Warm-up then cosine to ``min_lr_ratio``; ``total`` may be set after calibration."""
+    """Warm-up then cosine to ``floor``; ``total`` may be set after calibration.
+
+    Holds only numbers: LambdaLR pickles a callable's ``__dict__`` into the
+    checkpoint, and torch.load(weights_only=True) refuses arbitrary classes.
+    """
 
     def __init__(self, config: TrainConfig, total: int, processes: int):
-        self.config, self.total, self.processes = config, total, processes
+        self.warmup_steps = int(config.warmup_steps)
+        self.floor = float(config.min_lr_ratio)
+        self.total, self.processes = int(total), int(processes)
 
     def __call__(self, sched_step: int) -> float:
         # Accelerate steps a prepared scheduler once per process per optimizer step
         step = sched_step / self.processes
         total = max(1, self.total)
-        warmup = min(self.config.warmup_steps, max(1, total // 10))
+        warmup = min(self.warmup_steps, max(1, total // 10))
         if step < warmup:
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        floor = self.config.min_lr_ratio
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 # ---------------------------------------------------------------- checkpoints

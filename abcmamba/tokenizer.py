@@ -155,11 +155,14 @@ def load_corpus_split(data: str | Path, split: str) -> list[str]:
         dd = load_from_disk(str(data))
     except (FileNotFoundError, ValueError) as err:
         raise UserError(f"--data {data} is not a saved DatasetDict: {err}") from None
+    except IndexError:  # what datasets raises for a split saved with zero rows
+        raise UserError(f"--data {data} holds an empty split") from None
     if split not in dd:
         raise UserError(f"--data {data} has no {split!r} split (has {list(dd)})")
     if "abc" not in dd[split].column_names:
         raise UserError(f"--data {data} split {split!r} has no 'abc' column")
-    texts = [t for t in dd[split]["abc"] if t]
+    # datasets cannot read the column of a zero-row split, so check the length first
+    texts = [t for t in dd[split]["abc"] if t] if len(dd[split]) else []
     if not texts and split == "train":
         raise UserError(f"--data {data} has an empty train split")
     return texts

@@ -1,0 +1,241 @@
+"""Tests of train.py and abcmamba.modeling: tiny preset, tiny real corpus, CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from abcmamba import modeling
+from abcmamba.tokenizer import train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # train.py is a top-level script, not in the package
+import train  # noqa: E402
+
+FIXTURE = Path(__file__).parent / "data" / "train_folk.abc"
+# tiny, fast and deterministic: stock Mamba with the mambapy scan
+FAST = [
+    "--preset", "tiny", "--block-size", "32", "--batch-size", "4", "--lr", "1e-2",
+    "--warmup-steps", "2", "--max-minutes", "0", "--eval-every", "0",
+    "--final-eval-tunes", "6", "--report-to", "none", "--scan-path", "mambapy",
+]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    # one thread: on a shared 2-core box two spinning threads are ~10x slower
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A data_prep-shaped DatasetDict of real folk tunes with its tokenizer."""
+    blocks = FIXTURE.read_text(encoding="utf-8").split("\n\n")
+    tunes = [b.strip("\n") + "\n" for b in blocks if b.startswith("X:")]
+    path = tmp_path_factory.mktemp("data") / "corpus"
+    DatasetDict(
+        {
+            "train": Dataset.from_dict({"abc": tunes[:100]}),
+            "validation": Dataset.from_dict({"abc": tunes[100:]}),
+        }
+    ).save_to_disk(str(path))
+    (path / "manifest.json").write_text(json.dumps({"sources": ["test fixture"]}))
+    train_tokenizer(tunes[:100], vocab_size=512).save_pretrained(
+        str(path / "tokenizer")
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def baseline(corpus, tmp_path_factory) -> Path:
+    """An uninterrupted 16-step tiny run (in-process)."""
+    run = tmp_path_factory.mktemp("runs") / "a"
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "16"]
+    assert train.main(args + ["--save-every", "4", "--n-samples", "2"]) == 0
+    return run
+
+
+def run_record(run: Path) -> dict:
+    return json.loads((run / "final" / train.RUN_FILE).read_text())
+
+
+@pytest.mark.parametrize("preset", list(modeling.PRESETS))
+def test_llama_within_10_percent_of_mamba(preset):
+    sizes = {}
+    for arch in modeling.ARCHS:
+        with torch.device("meta"):
+            sizes[arch] = modeling.count_params(
+                modeling.build_model(arch, preset, 4096)
+            )
+    assert abs(sizes["llama"] - sizes["mamba"]) / sizes["mamba"] < 0.10
+    assert abs(sizes["mamba2"] - sizes["mamba"]) / sizes["mamba"] < 0.10
+    if preset == "tiny":
+        assert sizes["mamba"] < 1_000_000
+
+
+def test_loss_falls_and_run_record(baseline):
+    record = run_record(baseline)
+    metrics = record["metrics"]
+    assert metrics["train_loss"] < metrics["first_train_loss"] - 0.5
+    assert metrics["steps"] == 16 and metrics["scan_path"] == "mambapy"
+    assert 0 < metrics["val_bpc"] < 10 and metrics["n_samples"] == 2
+    assert record["arch"] == "mamba" and record["params"] < 1_000_000
+    assert record["data_manifest"] == {"sources": ["test fixture"]}
+    assert record["train_config"]["max_steps"] == 16
+    # keep_last=2 and no half-written checkpoint left behind
+    names = sorted(p.name for p in (baseline / "checkpoints").iterdir())
+    assert names == ["step_0000012", "step_0000016"]
+
+
+def test_final_folder_loads_in_pipeline(baseline):
+    from transformers import pipeline
+
+    final = baseline / "final"
+    gen = json.loads((final / "generation_config.json").read_text())
+    assert gen["do_sample"] and gen["eos_token_id"] == 2 and gen["max_new_tokens"] > 0
+    pipe = pipeline("text-generation", model=str(final), device="cpu")
+    out = pipe("X:1\nM:6/8\n", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    assert out.startswith("X:1\nM:6/8\n")
+    assert pipe.tokenizer("X:1\n")["input_ids"][0] == pipe.tokenizer.bos_token_id
+
+
+def test_sigkill_and_resume_matches_uninterrupted(baseline, corpus, tmp_path):
+    run = tmp_path / "b"
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "16"]
+    args += ["--save-every", "4", "--n-samples", "2"]
+    cmd = [sys.executable, str(ROOT / "train.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "step_0000004").is_dir():
+        assert proc.poll() is None, "train.py ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "final").exists(), "killed too late to test resuming"
+    done = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=_env(), capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    a, b = run_record(baseline)["metrics"], run_record(run)["metrics"]
+    assert b["steps"] == a["steps"] == 16
+    assert abs(a["train_loss"] - b["train_loss"]) < 1e-4
+    assert abs(a["val_loss"] - b["val_loss"]) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--preset", "huge"], "unknown preset"),
+        (["--arch", "rwkv"], "unknown arch"),
+        (["--data", "{tmp}/missing"], "does not exist"),
+        (["--data", "{tmp}/empty"], "empty"),
+    ],
+)
+def test_bad_input_is_one_line(extra, message, tmp_path, capsys):
+    DatasetDict(
+        {
+            "train": Dataset.from_dict({"abc": []}),
+            "validation": Dataset.from_dict({"abc": []}),
+        }
+    ).save_to_disk(str(tmp_path / "empty"))
+    (tmp_path / "empty" / "tokenizer").mkdir()
+    capsys.readouterr()  # drop the progress bars of save_to_disk
+    args = FAST + ["--data", "{tmp}/missing", "--out", str(tmp_path / "run")] + extra
+    rc = train.main([a.replace("{tmp}", str(tmp_path)) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("train.py: error:") and message in err[0]
+
+
+def test_existing_run_needs_overwrite(baseline, corpus, capsys):
+    before = (baseline / "final" / "model.safetensors").stat().st_mtime_ns
+    rc = train.main(
+        FAST + ["--data", str(corpus), "--out", str(baseline), "--max-steps", "1"]
+    )
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+    assert (baseline / "final" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_corrupt_checkpoint_on_resume(baseline, corpus, tmp_path, capsys):
+    run = tmp_path / "c"
+    shutil.copytree(baseline / "checkpoints", run / "checkpoints")
+    newest = run / "checkpoints" / "step_0000016"
+    (newest / "model.safetensors").write_bytes(b"not a safetensors file")
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "20"]
+    rc = train.main(args + ["--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "corrupt" in err[0]
+
+
+def test_init_from_with_foreign_tokenizer_is_refused(
+    baseline, corpus, tmp_path, capsys
+):
+    other = tmp_path / "tok"
+    train_tokenizer(["X:1\nK:C\nCDEF|GABc|\n"] * 5, vocab_size=300).save_pretrained(
+        str(other)
+    )
+    args = FAST + [
+        "--data",
+        str(corpus),
+        "--out",
+        str(tmp_path / "ft"),
+        "--max-steps",
+        "2",
+    ]
+    rc = train.main(args + ["--init-from", str(baseline), "--tokenizer", str(other)])
+    assert rc == 2 and "--init-from" in capsys.readouterr().err
+
+
+def test_init_from_fine_tunes(baseline, corpus, tmp_path):
+    run = tmp_path / "ft"
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "2"]
+    assert train.main(args + ["--init-from", str(baseline), "--n-samples", "0"]) == 0
+    # starting from trained weights, the first loss is already far below ln(512)
+    assert run_record(run)["metrics"]["first_train_loss"] < 5.0
+
+
+def test_help_documents_every_field(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = capsys.readouterr().out
+    for name in train.TrainConfig.__dataclass_fields__:
+        assert f"--{name}" in out
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
+    run = tmp_path / "ddp"
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+    ]
+    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    done = subprocess.run(
+        cmd + [str(ROOT / "train.py"), *args, "--n-samples", "0"],
+        cwd=ROOT, env=_env(), capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    metrics = run_record(run)["metrics"]
+    assert metrics["num_processes"] == 2 and metrics["steps"] == 4
+    assert metrics["train_loss"] < metrics["first_train_loss"]
