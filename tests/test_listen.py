@@ -52,11 +52,11 @@ def _folders() -> list[tuple[Path, str]]:
 class Running:
     """A listening-test server on a free loopback port, served from a thread."""
 
-    def __init__(self, tmp: Path, **options) -> None:
+    def __init__(self, tmp: Path, folders: list | None = None, **options) -> None:
         self.db_path = tmp / "results.sqlite"
         self.db = ResultsDB(self.db_path)
         config = ListenConfig(
-            samples=find_samples(_folders()),
+            samples=find_samples(folders or _folders()),
             db=self.db,
             cache_dir=tmp / "media",
             **options,
@@ -628,14 +628,19 @@ def test_cli_serves_on_loopback_and_keeps_answers_after_interrupt(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs fluidsynth")
-def test_render_audio_with_fluidsynth(tmp_path):
+def test_render_audio_with_fluidsynth(tmp_path, request):
     soundfont = find_soundfont()
     if soundfont is None:
         pytest.skip(
             "needs a General MIDI soundfont (timgm6mb-soundfont or fluid-soundfont-gm)"
         )
+    modela = [(DATA / "modelA", "modelA")]  # two tunes: rendering is the slow part
     srv = Running(
-        tmp_path, render_audio=True, soundfont=soundfont, pairs_per_participant=0
+        tmp_path,
+        modela,
+        render_audio=True,
+        soundfont=soundfont,
+        pairs_per_participant=0,
     )
     try:
         _, plan = post(srv.url + "/api/session", {})
@@ -643,7 +648,29 @@ def test_render_audio_with_fluidsynth(tmp_path):
         assert media["kind"] == "audio"
         status, body, ctype = get(srv.url + media["audio"])
         assert status == 200 and ctype == "audio/wav" and body[:4] == b"RIFF"
-        assert len(body) > 44100  # more than a quarter second of 16-bit stereo
+        import io
+        import wave
+
+        import numpy as np
+
+        with wave.open(io.BytesIO(body)) as wav:
+            seconds = wav.getnframes() / wav.getframerate()
+            pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+        assert seconds > 5 and np.abs(pcm).max() > 1000  # the tune, audibly
+        if CHROMIUM and CHROMEDRIVER:  # the page plays it with an <audio> element
+            from selenium.webdriver.common.by import By
+
+            browser = request.getfixturevalue("browser")
+            browser.get(srv.url + "/")
+            browser.find_element(By.ID, "agree").click()
+            audio = _wait(
+                browser, lambda d: d.find_element(By.CSS_SELECTOR, "#rate-player audio")
+            )
+            assert audio.get_attribute("src").endswith(".audio")
+            _wait(
+                browser,
+                lambda d: d.execute_script("return arguments[0].duration", audio) > 5,
+            )
     finally:
         srv.close()
 
