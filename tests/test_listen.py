@@ -27,6 +27,7 @@ from scipy import stats
 
 from abcmamba import UserError
 from abcmamba.listen.db import QUESTIONS, ResultsDB
+from abcmamba.listen.midi import strip_midi_text
 from abcmamba.listen.report import holm, make_report, write_report
 from abcmamba.listen.samples import (
     Sample,
@@ -35,7 +36,6 @@ from abcmamba.listen.samples import (
     find_soundfont,
     parse_samples_arg,
     sample_id,
-    strip_midi_text,
 )
 from abcmamba.listen.server import ListenApp, ListenConfig, make_server
 

@@ -48,10 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "instead of the in-browser synthesizer",
     )
     parser.add_argument(
-        "--soundfont", help="soundfont for --render-audio (default: a Debian one)"
+        "--soundfont", help="soundfont for --render-audio; unset: a Debian GM one"
     )
     parser.add_argument(
-        "--cache-dir", help="where made MIDI/WAV/SVG files go (default: next to --db)"
+        "--cache-dir",
+        help="where made MIDI/WAV/SVG files go; unset: DB_media next to --db",
     )
 
 

@@ -15,7 +15,7 @@ import json
 import logging
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -62,18 +62,14 @@ class ListenConfig:
     max_body: int = MAX_BODY
 
 
-@dataclass
 class ListenApp:
     """State shared by all request threads: samples by id, media and database."""
-
-    config: ListenConfig
-    by_id: dict[str, Sample] = field(init=False)
-    media: dict[str, dict[str, Path]] = field(init=False)  # sample id -> kind -> file
 
     def __init__(self, config: ListenConfig) -> None:
         self.config = config
         store = MediaStore(config.cache_dir, config.soundfont)
-        self.by_id, self.media = {}, {}
+        self.by_id: dict[str, Sample] = {}
+        self.media: dict[str, dict[str, Path]] = {}  # sample id -> kind -> file
         for s in tqdm(
             config.samples, desc="preparing media", disable=len(config.samples) < 20
         ):
