@@ -74,6 +74,24 @@ def split_header(abc: str) -> tuple[list[str], list[str]]:
     return lines, []
 
 
+# Header fields that carry no music: notes, origin, source, transcriber,
+# history, book, discography, file, group, area, words.
+_TEXT_FIELDS = tuple(f"{letter}:" for letter in "NOSZHBDFGAW")
+
+
+def drop_text_fields(abc: str) -> str:
+    """The tune without free-text header fields, which abc2xml can misread as music."""
+    header, body = split_header(abc)
+    kept = [
+        line
+        for i, line in enumerate(header)
+        if i == 0
+        or line.startswith("%")
+        or (_FIELD_LINE.match(line) and not line.startswith(_TEXT_FIELDS))
+    ]
+    return "\n".join(kept + body) + "\n"
+
+
 def propagate_accidentals(abc: str) -> str:
     """Write out accidentals that carry through the bar, in every octave."""
     header, body = split_header(abc)
@@ -188,14 +206,19 @@ def _expand(tokens: list[Token]) -> list[str]:
                 if bar.kind == "bar" and (pass_no in bar.endings):
                     break
                 if bar.kind == "bar" and _is_end(bar) and not bar.endings:
+                    # The skipped ending closed with a bare ":|"; a "[2" may
+                    # still follow it, otherwise the repeat is over.
                     j += 1
-                    pass_no, start = 1, j
+                    following = next((t for t in tokens[j:] if t.kind == "bar"), None)
+                    if following is None or pass_no not in following.endings:
+                        pass_no, start = 1, j
                     break
                 j += 1
             i = j
             if i < len(tokens) and pass_no in tokens[i].endings:
-                # Entering the later ending: the repeat is done.
-                pass_no, start = 1, i + 1
+                # Entering the later ending: the repeat is done, but (as in
+                # abc2midi) the next bare `:|` still goes back to the old start.
+                pass_no = 1
                 i += 1
             continue
         i += 1
