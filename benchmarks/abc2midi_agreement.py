@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="tunes to sample")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--literal",
+        action="store_true",
+        help="give abc2midi the tune as written (its ornament/staccato/swing "
+        "realisation counts as a mismatch)",
+    )
     parser.add_argument("--show", type=int, default=3, help="examples per reason")
     args = parser.parse_args(argv)
     if not abc2midi_available():
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     identical = 0
     for name, abc in tqdm(tunes, desc="tunes"):
-        result = compare_with_abc2midi(abc)
+        result = compare_with_abc2midi(abc, literal=args.literal)
         if result:
             identical += 1
             continue

@@ -187,6 +187,17 @@ def test_expand_repeats_writes_out_each_voice():
     assert lines[-4:] == ["V:1", " ab|ab|", "V:2", " cd|cd|"]
 
 
+def test_free_text_header_fields_are_never_music(tmp_path):
+    # abc2xml read part of this tune's long N: notes as notes (g b a g ...).
+    path = CORPUS / "essenFolksong" / "han1.abc"
+    if not path.exists():
+        pytest.skip("music21 corpus without essenFolksong/han1.abc")
+    text = path.read_text(encoding="latin-1")
+    abc = next(c for c in re.split(r"(?m)^(?=X:)", text) if c.startswith("X:279\n"))
+    assert pitches(abc, tmp_path)[:4] == [72, 72, 74, 67]
+    agrees_with_abc2midi(abc)
+
+
 # --- ABC outputs ---------------------------------------------------------------
 
 

@@ -122,12 +122,16 @@ def abc2midi_available() -> bool:
     return shutil.which("abc2midi") is not None
 
 
-def abc2midi_notes(abc: str) -> list[Note]:
-    """Notes abc2midi plays for one tune (raises RuntimeError if it fails)."""
+def abc2midi_notes(abc: str, literal: bool = False) -> list[Note]:
+    """Notes abc2midi plays for one tune (raises RuntimeError if it fails).
+
+    literal=True feeds the tune as written (ornaments, staccato, swing and
+    chord arpeggiation realised by abc2midi), only with ABC2MIDI_FLAGS.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "tune.abc"
         out = Path(tmp) / "tune.mid"
-        src.write_text(reference_abc(abc), encoding="utf-8")
+        src.write_text(abc if literal else reference_abc(abc), encoding="utf-8")
         proc = subprocess.run(
             ["abc2midi", str(src), "-o", str(out), *ABC2MIDI_FLAGS],
             capture_output=True,
@@ -200,10 +204,10 @@ def _describe(a: Note, b: Note) -> str:
     return f"duration {a[2]:g} vs abc2midi {b[2]:g} at {a[0]:g}"
 
 
-def compare_with_abc2midi(abc: str) -> Comparison:
+def compare_with_abc2midi(abc: str, literal: bool = False) -> Comparison:
     """Whether our MIDI of one tune plays the same notes as abc2midi's."""
     try:
-        reference = abc2midi_notes(abc)
+        reference = abc2midi_notes(abc, literal=literal)
     except (RuntimeError, subprocess.TimeoutExpired) as err:
         return Comparison(False, f"abc2midi failed: {err}")
     try:
