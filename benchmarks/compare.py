@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -94,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-new-tokens", type=int, default=512, help="tokens per sample"
     )
     parser.add_argument("--out", default="reports/compare", help="output folder")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: default)"
+    )
     return parser.parse_args(argv)
 
 
@@ -264,6 +268,9 @@ def _compare(args: argparse.Namespace) -> int:
 
     from abcmamba.evaluate import evaluate, load_corpus, load_model
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     contexts = [int(c) for c in args.contexts.split(",") if c]
@@ -327,6 +334,10 @@ def _compare(args: argparse.Namespace) -> int:
         )
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     device += f", {torch.get_num_threads()} threads, torch {torch.__version__}"
+    # timings taken while other processes use the cores are not comparable
+    device += (
+        f", load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+    )
     features = list(entries[0]["features"]) if entries else []
     table = markdown(rows, contexts, features, device)
     (out / "compare.md").write_text(table)
