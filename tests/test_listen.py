@@ -301,6 +301,34 @@ def test_bad_submissions_are_refused_and_logged(running, caplog):
     )
 
 
+def test_concurrent_submissions_are_all_kept_once(running):
+    from concurrent.futures import ThreadPoolExecutor
+
+    plans = [post(running.url + "/api/session", {})[1] for _ in range(4)]
+    # every participant rates every piece, each rating sent twice at the same time
+    jobs = [
+        {
+            "participant": p["participant"],
+            "sample": sid,
+            "scores": {"overall": 1 + i % 5},
+        }
+        for p in plans
+        for i, sid in enumerate(p["pieces"])
+    ] * 2
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(
+            pool.map(lambda body: post(running.url + "/api/rate", body)[0], jobs)
+        )
+    n = len(jobs) // 2
+    assert sorted(codes) == [201] * n + [409] * n
+    with sqlite3.connect(running.db_path) as conn:
+        stored = conn.execute(
+            "SELECT COUNT(*) FROM ratings WHERE participant IN (?, ?, ?, ?)",
+            [p["participant"] for p in plans],
+        ).fetchone()[0]
+    assert stored == n
+
+
 # --- the participant page in headless Chromium ----------------------------------
 
 
