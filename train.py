@@ -565,7 +565,13 @@ def _mixed_precision(choice: str) -> str:
 def train(config: TrainConfig) -> dict:
     """Run one training job end to end; return the metrics written to abcmamba_run.json."""
     run_dir = run_folder(config)
+    # torchrun (`accelerate launch --multi_gpu`) on a machine without GPUs: Accelerate
+    # only picks data-parallel gloo over CPUs when told it runs on the CPU
+    cpu_ddp = (
+        not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    )
     accelerator = Accelerator(
+        cpu=cpu_ddp,
         gradient_accumulation_steps=config.grad_accum,
         mixed_precision=_mixed_precision(config.mixed_precision),
         log_with=None if config.report_to == "none" else config.report_to,

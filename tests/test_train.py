@@ -222,14 +222,10 @@ def test_help_documents_every_field(capsys):
 def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
     run = tmp_path / "ddp"
     args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "4"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--cpu",
-        "--num_processes",
-        "2",
-    ]
+    # `--cpu --num_processes 2` starts ONE process in Accelerate 1.x (its simple
+    # launcher); torchrun via --multi_gpu gives two, which train.py runs on gloo
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    cmd += ["--num_processes", "2"]
     cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     done = subprocess.run(
         cmd + [str(ROOT / "train.py"), *args, "--n-samples", "0"],
