@@ -190,6 +190,43 @@ def test_plagiarism_index_is_fast():
     assert max(lengths) <= 2
 
 
+# ---------------------------------------------------------------- validity, conditioning
+
+
+def test_failures_are_counted_not_dropped():
+    from abcmamba.evaluate.samples import analyse_tunes, validity_summary
+
+    good = _fixture_tunes()[0]
+    broken = "X:1\nM:4/4\nL:1/8\nK:C\nthis is ]] not (( music\n"
+    analyses = analyse_tunes([good, broken], finished=[True, False])
+    summary = validity_summary(analyses)
+    assert summary["count"] == 2 and summary["valid"] == 1
+    assert analyses[0].features is not None and analyses[1].features is None
+    assert any(r.startswith("unfinished") for r in summary["reasons"])
+    assert sum(summary["reasons"].values()) == len(analyses[1].reasons) >= 2
+
+
+def test_conditioning_accuracy_checks_header_and_music():
+    from abcmamba.evaluate.samples import analyse_tune, conditioning_summary
+
+    tunes = _fixture_tunes()
+    analyses = [analyse_tune(tunes[0], midi=False), analyse_tune(tunes[2], midi=False)]
+    own = [{"meter": "2/4", "key": "G"}, {"meter": "6/8", "key": "G"}]
+    result = conditioning_summary(own, analyses)
+    assert (
+        result["all"] == 1.0
+        and result["key_music"] == 1.0
+        and result["meter_music"] == 1.0
+    )
+    wrong = [
+        {"meter": "3/4", "key": "Bb", "rhythm": "reel"},
+        {"meter": "6/8", "key": "G"},
+    ]
+    result = conditioning_summary(wrong, analyses)
+    assert result["key"] == 0.5 and result["meter"] == 0.5 and result["rhythm"] == 0.0
+    assert result["all"] == 0.5
+
+
 # ---------------------------------------------------------------- bpc
 
 

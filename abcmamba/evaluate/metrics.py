@@ -204,19 +204,19 @@ def intra_set_distances(values: np.ndarray) -> np.ndarray:
 
     values: (N, F) feature vectors; returns N*(N-1)/2 distances.
     """
+    from scipy.spatial.distance import pdist
+
     values = np.asarray(values, float).reshape(len(values), -1)  # (N, F)
-    diff = values[:, None, :] - values[None, :, :]  # (N, N, F)
-    dist = np.sqrt((diff**2).sum(-1))  # (N, N)
-    upper = np.triu_indices(len(values), k=1)
-    return dist[upper]
+    return pdist(values) if len(values) > 1 else np.zeros(0)
 
 
 def inter_set_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Euclidean distances between every piece of set a and every piece of set b."""
+    from scipy.spatial.distance import cdist
+
     a = np.asarray(a, float).reshape(len(a), -1)  # (Na, F)
     b = np.asarray(b, float).reshape(len(b), -1)  # (Nb, F)
-    diff = a[:, None, :] - b[None, :, :]  # (Na, Nb, F)
-    return np.sqrt((diff**2).sum(-1)).ravel()
+    return cdist(a, b).ravel()  # (Na * Nb,)
 
 
 def _kde(samples: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

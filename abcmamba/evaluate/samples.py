@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 # Header fields a conditioned sample is asked for, in canonical order.
 CONDITION_FIELDS = ("rhythm", "meter", "unit_note_length", "key")
+METER_FIT = 0.75  # share of inner bars that must fill the meter
 _LETTER = {
     "composer": "C",
     "rhythm": "R",
@@ -329,7 +330,8 @@ def conditioning_summary(
 
     - header: the sample's own `K:`/`M:`/`R:` line says what was asked;
     - key (music): music21's key estimate has the requested key signature;
-    - meter (music): at least 90% of inner bars have the requested bar length.
+    - meter (music): at least 75% of inner bars have the bar length of the meter
+      (folk tunes split bars around pickups at section starts);
     A tune that did not parse counts as a miss for the music checks.
     """
     counts: Counter[str] = Counter()
@@ -349,7 +351,7 @@ def conditioning_summary(
                 want = key_signature_sharps(request[name])
                 music_ok = a.parsed and want is not None and a.analysed_sharps == want
             elif name == "meter":
-                music_ok = a.parsed and a.bar_fit is not None and a.bar_fit >= 0.9
+                music_ok = a.parsed and a.bar_fit is not None and a.bar_fit >= METER_FIT
             counts[f"{name}_header"] += header_ok
             counts[f"{name}_music"] += music_ok
             counts[name] += header_ok and music_ok
