@@ -27,6 +27,13 @@ _MUSIC_FIELDS = "KMLQ"
 _TEXT_INLINE = re.compile(r"^\[[IrTNwWHSOZDBFGRsm+]:")
 _VOICE_PROPS = ("clef", "octave", "transpose", "middle", "stafflines", "t", "m")
 _CLEF_WORD = re.compile(r"^(treble|bass|alto|tenor|perc|none)[\d+\-]*$")
+# Decoration letters ABC 2.1 defines without a U: field.
+DEFAULT_SYMBOLS = frozenset(".~HLMOPSTuv")
+# A chord symbol (`"Am7"`, `"(G)"`, `"N.C."`) or an annotation with its position.
+_CHORD_OR_ANNOTATION = re.compile(
+    r'^"(?:[\^_<>@].*|\(?[A-G][#b]?(?:maj|min|dim|aug|sus|add|[mMo+#b()/\-\d]|[A-G])*\)?'
+    r'|N\.?C\.?|)"$'
+)
 _USER_SYMBOL = re.compile(r"^\s*(\S)\s*=\s*(\S+)\s*$")
 
 
@@ -242,6 +249,10 @@ def _add_music(
             pieces.append(_canonical_field(tok.text[1], tok.text[3:-1].strip()))
         elif tok.kind == "symbol" and tok.text in symbols:
             pieces.append(symbols[tok.text])
+        elif tok.kind == "symbol" and tok.text not in DEFAULT_SYMBOLS:
+            continue  # an undefined decoration letter: readers reject it
+        elif tok.kind == "string" and not _CHORD_OR_ANNOTATION.match(tok.text):
+            pieces.append(f'"^{tok.text[1:]}')  # text such as a fingering "4"
         elif tok.kind == "unknown" and tok.text in "$!":
             pieces.append(" ")  # score line breaks are layout, not music
         else:
