@@ -217,3 +217,15 @@ def test_normalization_keeps_the_notes_of_corpus_tunes():
         assert _music(result.abc) == _music(tune), result.abc
         checked += 1
     assert checked >= 30
+
+
+def test_fingerings_become_annotations_and_unknown_symbols_go():
+    abc = 'X:1\nM:2/4\nL:1/8\nK:G\nuG"4"A kB"Am"c|"D.C."d4|]\n'
+    result = normalize(abc)
+    assert '"^4"A' in result.abc and '"^D.C."d4' in result.abc
+    assert '"Am"c' in result.abc and "uG" in result.abc and "k" not in result.abc.split("K:G")[1]
+
+
+def test_user_defined_symbols_are_expanded():
+    abc = "X:1\nM:2/4\nL:1/8\nU:W=!wedge!\nK:G\nWG2 A2|B4|]\n"
+    assert "!wedge!G2" in normalize(abc).abc
