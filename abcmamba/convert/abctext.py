@@ -18,7 +18,7 @@ _TOKEN = re.compile(
   | (?P<quote>"[^"\n]*"?)
   | (?P<deco>![^!\n]*!|\+[^+\n:|]*\+)
   | (?P<field>\[[A-Za-z]:[^\]\n]*\])
-  | (?P<bar>(?:\[\|:*|:*\|[\]|]*:*|::+)(?:\[?(?P<ending>\d+(?:[-,]\d+)*))?)
+  | (?P<bar>(?:\[\|\]|\[\|:*|:*\|[\]|]*:*|::+)(?:\[?(?P<ending>\d+(?:[-,]\d+)*))?)
   | (?P<ending_alone>\[(?P<ending2>\d+(?:[-,]\d+)*))
   | (?P<note>(?P<acc>\^{1,2}|_{1,2}|=)?(?P<letter>[A-Ga-g])(?P<octave>[,']*))
   | (?P<other>.)
@@ -157,71 +157,112 @@ def _voices(
     return order, heads, tokens
 
 
-def _is_end(bar: Token) -> bool:
-    return bar.text.lstrip("[").startswith(":")
+# Bar-line features, named as in abc2midi.
+SINGLE_BAR, DOUBLE_BAR, THIN_THICK, THICK_THIN = "|", "||", "|]", "[|"
+BAR_REP, REP_BAR, DOUBLE_REP, PLAY_ON_REP = "|:", ":|", "::", "[n"
+# Where a skipped variant ending stops (that bar line itself is not acted on).
+_ENDING_STOPS = {REP_BAR, BAR_REP, DOUBLE_BAR, THICK_THIN, THIN_THICK, PLAY_ON_REP}
 
 
-def _is_start(bar: Token) -> bool:
-    return bar.text.rstrip("0123456789,-[").endswith(":")
+def _bar_features(token: Token) -> list[str]:
+    core = re.sub(r"\[?\d+(?:[-,]\d+)*$", "", token.text)
+    if not core:
+        features = []
+    elif core.startswith(":") and core.endswith(":") and len(core) > 1:
+        features = [DOUBLE_REP]
+    elif core.startswith(":"):
+        features = [REP_BAR]
+    elif core.endswith(":"):
+        features = [BAR_REP]
+    elif core in (DOUBLE_BAR, THIN_THICK, THICK_THIN):
+        features = [core]
+    else:
+        features = [SINGLE_BAR]
+    return features + ([PLAY_ON_REP] if token.endings else [])
+
+
+def _features(tokens: list[Token]) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(kind, music text, endings) items; kind is "music" or a bar feature.
+
+    Like abc2midi's parser, a section that repeats (`:|`) or has a first
+    ending without its own `|:` gets one inserted after the previous plain
+    `:|` (one not followed by an ending number).
+    """
+    items: list[tuple[str, str, tuple[int, ...]]] = []
+    expect_repeat = False
+    after_plain_rep_bar: int | None = None
+    for token in tokens:
+        if token.kind != "bar":
+            items.append(("music", token.text, ()))
+            continue
+        for feature in _bar_features(token):
+            opens_section = feature == REP_BAR or (
+                feature == PLAY_ON_REP and 1 in token.endings
+            )
+            if opens_section and not expect_repeat and after_plain_rep_bar is not None:
+                items.insert(after_plain_rep_bar, (BAR_REP, "", ()))
+                expect_repeat, after_plain_rep_bar = True, None
+            if feature in (BAR_REP, DOUBLE_REP):
+                expect_repeat = True
+            elif feature == REP_BAR:
+                expect_repeat = False
+                after_plain_rep_bar = None if token.endings else len(items) + 1
+            items.append((feature, "", token.endings))
+    return items
 
 
 def _expand(tokens: list[Token]) -> list[str]:
-    """Play one voice's tokens through its repeats and endings, abc2midi-style."""
+    """Play one voice through its repeats and endings exactly as abc2midi does.
+
+    abc2midi's rules, including its handling of sloppy repeats: the tune
+    starts as if after a `|:`; a `:|` on a later pass repeats again only if a
+    played second ending raised the pass limit; a skipped ending stops at the
+    next `:|`, `|:`, `||`, `|]`, `[|` or ending, and that bar is not acted on.
+    """
+    items = _features(tokens)
     out: list[str] = []
 
     def emit_bar() -> None:
-        # One "|" between stretches of music: a repeat jump must not leave an
-        # empty measure behind ("| |"), which readers turn into a bar of rest.
+        # One "|" between stretches of music: a jump must not leave an empty
+        # measure ("| |"), which readers turn into a bar of rest.
         for text in reversed(out):
             if text.strip():
                 if text != "|":
                     out.append("|")
                 return
 
-    start, pass_no, i = 0, 1, 0
-    guard = 4 * len(tokens) + 100  # malformed repeats must not loop forever
-    while i < len(tokens) and guard > 0:
+    saved, pass_no, max_pass, expect_repeat = -1, 1, 2, True  # -1: tune start
+    j = 0
+    guard = 8 * len(items) + 100  # malformed repeats must never loop forever
+    while j < len(items) and guard > 0:
         guard -= 1
-        token = tokens[i]
-        if token.kind != "bar":
-            out.append(token.text)
-            i += 1
-            continue
-        if _is_end(token):
-            if pass_no == 1:
-                emit_bar()
-                pass_no, i = 2, start
-                continue
-            pass_no = 1
-            start = i + 1
-        if _is_start(token):
-            start, pass_no = i + 1, 1
-        emit_bar()
-        if token.endings and pass_no not in token.endings:
-            # Skip this ending: jump to the next bar that opens our pass's
-            # ending, or past the repeat sign that closes this one.
-            j = i + 1
-            while j < len(tokens):
-                bar = tokens[j]
-                if bar.kind == "bar" and (pass_no in bar.endings):
-                    break
-                if bar.kind == "bar" and _is_end(bar) and not bar.endings:
-                    # The skipped ending closed with a bare ":|"; a "[2" may
-                    # still follow it, otherwise the repeat is over.
-                    j += 1
-                    following = next((t for t in tokens[j:] if t.kind == "bar"), None)
-                    if following is None or pass_no not in following.endings:
-                        pass_no, start = 1, j
-                    break
+        kind, text, endings = items[j]
+        if kind == "music":
+            out.append(text)
+        elif kind == BAR_REP:
+            emit_bar()
+            saved, expect_repeat, pass_no, max_pass = j, True, 1, 2
+        elif kind == REP_BAR:
+            emit_bar()
+            if (pass_no == 1 and expect_repeat) or 1 < pass_no < max_pass:
+                pass_no, expect_repeat, j = pass_no + 1, False, saved
+        elif kind == DOUBLE_REP:
+            emit_bar()
+            if pass_no > 1 or not expect_repeat:
+                saved, expect_repeat, pass_no, max_pass = j, True, 1, 2
+            else:
+                pass_no, j = pass_no + 1, saved
+        elif kind == PLAY_ON_REP:
+            if pass_no not in endings:
                 j += 1
-            i = j
-            if i < len(tokens) and pass_no in tokens[i].endings:
-                # Entering the later ending: the repeat is done, but (as in
-                # abc2midi) the next bare `:|` still goes back to the old start.
-                pass_no = 1
-                i += 1
-            continue
-        i += 1
+                while j < len(items) and items[j][0] not in _ENDING_STOPS:
+                    j += 1
+                emit_bar()
+            elif max_pass < 4:
+                max_pass = pass_no + 1
+        else:
+            emit_bar()
+        j += 1
     return out
 
 
