@@ -233,7 +233,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.bpc_tunes:
         bpc_texts = bpc_texts[: args.bpc_tunes]
         bpc_sources = bpc_sources[: args.bpc_tunes] if bpc_sources else None
-    requests = conditions_from_records(real_records, args.n, seed=args.seed)
+    requests = conditions_from_records(
+        real_records, args.n, seed=args.seed, batch_size=args.batch_size
+    )
 
     for spec in specs:
         path = Path(spec)

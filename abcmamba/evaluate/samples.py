@@ -208,19 +208,28 @@ def validity_summary(analyses: Sequence[TuneAnalysis]) -> dict:
 
 
 def conditions_from_records(
-    records: Sequence[dict], n: int, seed: int = 0
+    records: Sequence[dict], n: int, seed: int = 0, batch_size: int = 8
 ) -> list[dict[str, str]]:
-    """n requests (rhythm, meter, unit note length, key) drawn from real tunes' headers."""
+    """n requests (rhythm, meter, unit note length, key) as real tunes' headers have them.
+
+    Header combinations are drawn in proportion to how often real tunes use
+    them, at most ceil(n / batch_size) distinct ones, so that identical
+    requests can be sampled together in batches.
+    """
     rng = np.random.default_rng(seed)
-    usable = [r for r in records if r.get("meter") and r.get("key") and _acceptable(r)]
-    if not usable:
+    combos: Counter[tuple] = Counter()
+    for record in records:
+        if record.get("meter") and record.get("key") and _acceptable(record):
+            combos[
+                tuple((f, str(record[f])) for f in CONDITION_FIELDS if record.get(f))
+            ] += 1
+    if not combos or n < 1:
         return []
-    picks = rng.choice(len(usable), size=n, replace=len(usable) < n)
-    requests = []
-    for i in picks:
-        record = usable[int(i)]
-        requests.append({f: str(record[f]) for f in CONDITION_FIELDS if record.get(f)})
-    return requests
+    names = list(combos)
+    weights = np.array([combos[c] for c in names], float)
+    k = min(len(names), -(-n // max(1, batch_size)))
+    chosen = rng.choice(len(names), size=k, replace=False, p=weights / weights.sum())
+    return [dict(names[int(chosen[i % k])]) for i in range(n)]
 
 
 def _acceptable(record: dict) -> bool:
