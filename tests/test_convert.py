@@ -168,6 +168,21 @@ def test_repeat_without_start_sign_goes_back_to_previous_repeat(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_sloppy_repeats_play_like_abc2midi(tmp_path):
+    # A part without |: after a second ending: abc2midi goes back to the tune
+    # start once more and then skips both endings.
+    abc = tune("C2 D2 |1 E4 :|2 F4 || G4 A4 :||")
+    assert pitches(abc, tmp_path) == [60, 62, 64, 60, 62, 65, 67, 69, 60, 62, 67, 69]
+    agrees_with_abc2midi(abc)
+
+
+def test_first_ending_without_start_repeat(tmp_path):
+    # The second part has endings but no |:; it repeats from after the :|.
+    abc = tune("C4 D4 :| E4 |[1 F4 :|[2 G4 |]")
+    assert pitches(abc, tmp_path) == [60, 62, 60, 62, 64, 65, 64, 67]
+    agrees_with_abc2midi(abc)
+
+
 def test_header_part_order_is_played(tmp_path):
     # P:ABA in the header: abc2midi plays part A, part B, part A again.
     abc = tune("P:A\nC8 :|\nP:B\nD8 |]", "M:4/4\nL:1/8\nP:ABA\nK:C")
