@@ -223,6 +223,10 @@ def test_musicxml_svg_png_outputs(tmp_path):
     assert len(reread.recurse().notes) == 92
     svg = abc_to_svg(abc, tmp_path / "kesh.svg")
     assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
+    try:
+        import cairosvg  # noqa: F401
+    except (ImportError, OSError) as err:  # OSError: no libcairo2 on the system
+        pytest.skip(f"cairosvg unusable: {err}")
     png = svg_to_png(svg, tmp_path / "kesh.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -281,6 +285,15 @@ def test_music21_score_to_abc():
 def test_broken_midi_raises_with_reason(name, reason):
     with pytest.raises(ConversionError, match=reason):
         score_file_to_abc(DATA / name)
+
+
+def test_time_limit_stops_a_slow_conversion():
+    import time
+
+    from abcmamba.convert.scores import time_limit
+
+    with pytest.raises(ConversionError, match="timed out"), time_limit(0.2):
+        time.sleep(2)
 
 
 def test_musicxml_without_notes_raises(tmp_path):

@@ -36,12 +36,15 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     """Raise ConversionError when the block runs longer than `seconds`.
 
     Uses SIGALRM, so it only guards the main thread of a Unix process (each
-    data_prep worker process is one); elsewhere it is a no-op.
+    data_prep worker process is one); elsewhere, or when the caller already
+    has an alarm running, it is a no-op.
     """
     usable = (
         seconds
         and hasattr(signal, "SIGALRM")
         and threading.current_thread() is threading.main_thread()
+        # A caller's own alarm (data_prep has one) shares the timer: keep it.
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
     )
     if not usable:
         yield
