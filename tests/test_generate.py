@@ -1,0 +1,326 @@
+"""abcmamba generate: conditioning, batched cached sampling, retries, CLI outputs."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from abcmamba import UserError
+from abcmamba import generate as gen
+from abcmamba.decode import disable_fast_decode, enable_fast_decode, fused_step
+
+DATA = Path(__file__).parent / "data"
+TUNES = [
+    t.strip() + "\n"
+    for t in (DATA / "generate_tunes.abc").read_text().split("\n\n")
+    if t.strip()
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models decode fastest on one thread; two threads on a busy CPU crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tokenizer():
+    from abcmamba.tokenizer import train_tokenizer
+
+    return train_tokenizer(TUNES, vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return _tokenizer()
+
+
+def _tiny(arch: str, tokenizer, seed: int = 0):
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MambaConfig,
+        MambaForCausalLM,
+    )
+
+    torch.manual_seed(seed)
+    special = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if arch == "mamba":
+        config = MambaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            state_size=8,
+            **special,
+        )
+        return MambaForCausalLM(config).eval()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, **special,
+    )  # fmt: skip
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tokenizer):
+    path = tmp_path_factory.mktemp("tiny_mamba")
+    _tiny("mamba", tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+# ---------------------------------------------------------------- conditioning
+
+
+def test_field_conditions_canonical_and_errors():
+    got = gen.field_conditions(
+        key="E minor", meter="6/8", rhythm=" slip  jig ", unit="1/16"
+    )
+    assert got == {"R": "slip jig", "M": "6/8", "L": "1/16", "K": "Em"}
+    assert list(got) == ["R", "M", "L", "K"]  # canonical header order
+    with pytest.raises(UserError, match="accepted:.*Ador"):
+        gen.field_conditions(key="H# major")
+    with pytest.raises(UserError, match="accepted:.*6/8"):
+        gen.field_conditions(meter="six-eight")
+    with pytest.raises(UserError, match="1/8"):
+        gen.field_conditions(unit="eighth")
+
+
+def test_build_prompt_prefix_only_when_nothing_optional_precedes():
+    # C and R lead the header: they become the prompt
+    text, pending = gen.build_prompt({"C": "bach", "R": "jig", "K": "D"})
+    assert text == "X:1\nC:bach\nR:jig\n" and pending == [("K", "D")]
+    # M may be preceded by optional C:/R: lines: forced when reached instead
+    text, pending = gen.build_prompt({"M": "6/8"})
+    assert text == "X:1\n" and pending == [("M", "6/8")]
+    # a raw prompt keeps its fields; conflicts and impossible orders are errors
+    text, pending = gen.build_prompt({"M": "6/8"}, "X:1\nR:jig\n")
+    assert text == "X:1\nR:jig\nM:6/8\n" and pending == []
+    with pytest.raises(UserError, match="M:3/4"):
+        gen.build_prompt({"M": "6/8"}, "X:1\nM:3/4\n")
+    with pytest.raises(UserError, match="after the prompt"):
+        gen.build_prompt({"R": "jig"}, "X:1\nM:6/8\nK:D\n|:A")
+
+
+def _run_guard(prompt, pending, pieces):
+    guard = gen.HeaderGuard(prompt, pending, {f for f, _ in pending})
+    text = prompt
+    for piece in pieces:
+        replacement = guard.check(piece)
+        text += piece if replacement is None else replacement
+    return text, guard
+
+
+def test_guard_injects_field_when_model_moves_past_it():
+    # the model writes an optional R:, then starts L: before the pending M: -> its L:
+    # line is replaced by M:, and the model (here scripted) writes L: again after it
+    pieces = ["R:reel\n", "L:1/8\n", "L:1/8\n", "K:D\n", "|:A"]
+    text, guard = _run_guard("X:1\n", [("M", "6/8")], pieces)
+    assert text == "X:1\nR:reel\nM:6/8\nL:1/8\nK:D\n|:A"
+    assert not guard.pending and not guard.in_header
+
+
+def test_guard_replaces_model_key_and_handles_pieces_across_lines():
+    # pieces that span a newline, and a model-written K: replaced by the requested one
+    text, _ = _run_guard(
+        "X:1\n", [("M", "3/4"), ("K", "Gm")], ["M", ":6/8\nL:1/", "8\nK:", "D\n"]
+    )
+    assert text.startswith("X:1\nM:3/4\n")
+    text, guard = _run_guard("X:1\nM:3/4\n", [("K", "Gm")], ["L:1/8\nK", "abc|"])
+    assert text == "X:1\nM:3/4\nL:1/8\nK:Gm\nabc|"
+    assert not guard.in_header
+
+
+def test_guard_body_before_header_done_injects_all():
+    text, _ = _run_guard("X:1\n", [("R", "jig"), ("K", "D")], ["|:", "AB"])
+    assert text == "X:1\nR:jig\nK:D\n|:AB"
+
+
+# ---------------------------------------------------------------- sampling
+
+
+@pytest.mark.parametrize("arch", ["mamba", "llama"])
+def test_sampling_honours_any_subset_of_fields(arch, tokenizer, monkeypatch):
+    monkeypatch.setattr("abcmamba.abc.validate", lambda abc: [])
+    model = _tiny(arch, tokenizer)
+    enable_fast_decode(model)
+    tunes, _ = gen.generate_tunes(
+        model, tokenizer, 6, meter="6/8", key="Ador", rhythm="jig",
+        seed=1, max_new_tokens=60, batch_size=3, retries=0,
+    )  # fmt: skip
+    assert len(tunes) == 6
+    for t in tunes:
+        header = [line for line in t.abc.split("\n") if line[1:2] == ":"]
+        fields = dict(
+            line.split(":", 1) for line in header if line[0] in gen.HEADER_ORDER
+        )
+        assert t.abc.startswith("X:1\n")
+        if t.finished or "\nK:" in t.abc:
+            assert (
+                fields["M"] == "6/8" and fields["K"] == "Ador" and fields["R"] == "jig"
+            )
+            letters = [line[0] for line in header if line[0] in gen.HEADER_ORDER]
+            assert letters == sorted(letters, key=gen.ORDER.get)  # canonical order kept
+
+
+def test_seed_reproducible_and_batching_independent_of_order(tokenizer, monkeypatch):
+    monkeypatch.setattr("abcmamba.abc.validate", lambda abc: [])
+    model = _tiny("mamba", tokenizer)
+    a, _ = gen.generate_tunes(
+        model, tokenizer, 2, key="D", seed=3, max_new_tokens=30, retries=0
+    )
+    b, _ = gen.generate_tunes(
+        model, tokenizer, 2, key="D", seed=3, max_new_tokens=30, retries=0
+    )
+    assert [t.abc for t in a] == [t.abc for t in b]
+
+
+def test_invalid_tunes_are_retried_and_reasons_counted(tokenizer, monkeypatch):
+    calls = Counter()
+
+    def fake_validate(abc):  # reject every first attempt of each tune
+        calls["n"] += 1
+        return ["bar 1 too long"] if calls["n"] <= 3 else []
+
+    monkeypatch.setattr("abcmamba.abc.validate", fake_validate)
+    model = _tiny("mamba", tokenizer)
+    tunes, reasons = gen.generate_tunes(
+        model,
+        tokenizer,
+        3,
+        seed=0,
+        max_new_tokens=20,
+        batch_size=3,
+        retries=1,
+        temperature=0.0,
+    )
+    assert reasons["bar 1 too long"] == 3
+    assert [t.attempts for t in tunes] == [2, 2, 2]
+
+
+def test_fused_decode_step_matches_stock_path(tokenizer):
+    from transformers import MambaConfig, MambaForCausalLM
+
+    torch.manual_seed(0)
+    config = MambaConfig(
+        vocab_size=len(tokenizer), hidden_size=48, num_hidden_layers=3, state_size=8
+    )
+    model = MambaForCausalLM(config).double().eval()
+    ids = torch.randint(3, len(tokenizer), (2, 12))
+
+    def logits_after_steps():
+        with torch.no_grad():
+            out = model(ids, use_cache=True)
+            cache, rows = out.cache_params, [out.logits[:, -1]]
+            for t in range(8):
+                out = model(ids[:, t : t + 1], cache_params=cache, use_cache=True)
+                rows.append(out.logits[:, -1])
+        return torch.stack(rows)
+
+    stock = logits_after_steps()
+    assert enable_fast_decode(model) == 3
+    calls = Counter()
+    original = fused_step
+
+    def counting(*args):
+        calls["fused"] += 1
+        return original(*args)
+
+    import abcmamba.decode as decode
+
+    decode.fused_step = counting
+    try:
+        fast = logits_after_steps()
+    finally:
+        decode.fused_step = original
+        disable_fast_decode(model)
+    assert calls["fused"] == 3 * 8  # every layer, every cached step
+    assert torch.allclose(stock, fast, atol=1e-5, rtol=0)
+
+
+def test_cache_is_used_one_token_per_step(tokenizer, monkeypatch):
+    monkeypatch.setattr("abcmamba.abc.validate", lambda abc: [])
+    model = _tiny("mamba", tokenizer)
+    lengths = []
+    original = model.forward
+
+    def spy(*args, **kwargs):
+        lengths.append(kwargs["input_ids"].shape[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    gen.generate_tunes(
+        model, tokenizer, 1, seed=0, max_new_tokens=20, retries=0, temperature=0.0
+    )
+    assert lengths[0] > 1 and set(lengths[1:]) == {1}
+
+
+# ---------------------------------------------------------------- loading and CLI
+
+
+def test_load_model_errors(tmp_path, model_dir):
+    no_tok = tmp_path / "no_tok"
+    no_tok.mkdir()
+    (no_tok / "config.json").write_text((model_dir / "config.json").read_text())
+    with pytest.raises(UserError, match="no tokenizer"):
+        gen.load_model(str(no_tok))
+    with pytest.raises(UserError, match="no such model folder"):
+        gen.load_model(str(tmp_path / "missing"))
+
+
+def test_load_model_unreachable_hub_id(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    from abcmamba.cli import main
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(UserError, match="nobody-here/no-such-model"):
+        gen.load_model("nobody-here/no-such-model")
+    assert main(["generate", "--model", "nobody-here/no-such-model", "--out", "x"]) == 2
+
+
+def test_cli_writes_tunes_and_summary(tmp_path, model_dir, monkeypatch, capsys):
+    from abcmamba.cli import main
+
+    out = tmp_path / "out"
+    rc = main([
+        "generate", "--model", str(model_dir), "--meter", "6/8", "--key", "D", "-n", "3",
+        "--max-new-tokens", "40", "--batch-size", "2", "--retries", "1", "--out", str(out),
+    ])  # fmt: skip
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["requested"] == 3
+    assert (
+        summary["settings"]["meter"] == "6/8" and summary["settings"]["batch_size"] == 2
+    )
+    # each rejected attempt has at least one counted reason; 40 tokens cannot finish a tune
+    assert (
+        sum(summary["retry_reasons"].values())
+        >= summary["counts"]["rejected_attempts"]
+        > 0
+    )
+    assert summary["retry_reasons"]["unfinished: max_new_tokens reached"] >= 1
+    for record in summary["tunes"]:
+        abc = (out / record["file"]).read_text()
+        assert abc.startswith("X:1\n")
+        assert "abc" in record["formats"] and set(record["skipped"]) | set(
+            record["formats"]
+        ) >= {"mid"}
+    table = capsys.readouterr().out
+    assert "tune_1.abc" in table and "valid" in table
+    assert (
+        main(["generate", "--model", str(model_dir), "--key", "Q", "--out", str(out)])
+        == 2
+    )
+    assert "accepted" in capsys.readouterr().err
