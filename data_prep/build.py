@@ -350,7 +350,7 @@ def _reason_counts(rejects: list[dict]) -> dict[str, int]:
     import re
 
     kinds = Counter(
-        re.sub(r"'[^']*'|\d+|\(.*?\)|of \S+$", "…", r["reason"]).strip()
+        re.sub(r"'[^']*'|\b\d+\b|\(.*?\)|of \S+$", "…", r["reason"]).strip()
         for r in rejects
     )
     return dict(kinds.most_common())

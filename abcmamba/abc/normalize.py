@@ -18,7 +18,7 @@ from abcmamba.abc.header import (
     key_name,
     parse_unit,
 )
-from abcmamba.abc.text import FIELD_LINE, logical_lines, tokenize_music
+from abcmamba.abc.text import FIELD_LINE, Token, logical_lines, tokenize_music
 
 MUSIC_KINDS = frozenset({"note", "rest", "chord", "measure_rest"})
 # Body field lines that change the music and so become part of a voice.
@@ -236,7 +236,7 @@ def _add_music(
             voices.setdefault(current, _Voice()).lines.append(text)
         pieces.clear()
 
-    for tok in tokenize_music(line):
+    for tok in place_decorations(tokenize_music(line)):
         if tok.kind == "field" and tok.text.startswith("[V:"):
             flush()
             vid, props = _split_voice(tok.text[3:-1].strip())
@@ -259,6 +259,33 @@ def _add_music(
             pieces.append(tok.text)
     flush()
     return current
+
+
+_DECORATION = frozenset({"symbol", "decoration"})
+# What may stand between a decoration and its note.
+_BEFORE_NOTE = frozenset({"slur", "tuplet", "string", "grace", "space"})
+
+
+def place_decorations(tokens: list[Token]) -> list[Token]:
+    """Put each decoration right before its note, as ABC 2.1 requires.
+
+    Sources write `u(AB)` or `T"^4"c`; readers want `(uAB)` and `"^4"Tc`. A
+    decoration with no note after it (`H:|`) is dropped.
+    """
+    out: list[Token] = []
+    held: list[Token] = []
+    for tok in tokens:
+        if tok.kind in _DECORATION:
+            held.append(tok)
+        elif held and tok.kind in _BEFORE_NOTE:
+            if tok.kind != "space":
+                out.append(tok)
+        else:
+            if tok.kind in MUSIC_KINDS:
+                out += held
+            held = []
+            out.append(tok)
+    return out
 
 
 def _has_music(lines: list[str]) -> bool:
