@@ -34,6 +34,25 @@ def write_json(report: dict, path: Path) -> None:
     path.write_text(json.dumps(_jsonable(report), indent=2) + "\n", encoding="utf-8")
 
 
+DEFINITIONS = [
+    "- **bpc**: NLL in bits of every token of each tune, EOS included, given BOS, "
+    "summed over the split and divided by its characters (`len(abc)`); "
+    "bits/token divides by the same tokens.",
+    "- **valid**: passes `abcmamba.abc.validate`, parses with music21 and converts to "
+    "MIDI, and the model ended it (EOS) within the token budget; samples are raw "
+    "(no retries).",
+    "- **conditioning**: requests are header combinations of real test tunes; a field "
+    "matches when the sample's header says it and, for key, music21's key estimate "
+    "has the requested key signature, for meter, at least 75% of inner bars fill it.",
+    "- **features**: per-piece features after Yang & Lerch (2018) over all samples "
+    "that parsed into 2 or more notes (the others are counted in report.json).",
+    "- **self-similarity**: share of a tune's bars that repeat an earlier bar "
+    "(bars compared as text without spaces).",
+    "- **copied bars**: longest run of consecutive bars shared with any training "
+    "tune; the `real` row is held-out tunes against the training split.",
+]
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -179,6 +198,7 @@ def write_markdown(report: dict, path: Path) -> None:
         rows,
     )
     lines += ["Plots: " + ", ".join(f"`{p}`" for p in report.get("plots", [])), ""]
+    lines += ["## Definitions", "", *DEFINITIONS, ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
