@@ -101,9 +101,13 @@ def enable_fast_decode(model: torch.nn.Module) -> int:
     """
     if getattr(getattr(model, "config", None), "model_type", "") != "mamba":
         return 0
+    from transformers.models.mamba.modeling_mamba import MambaMixer
+
     patched = 0
     for module in model.modules():
-        if type(module).__name__ == "MambaMixer" and not getattr(module, _ATTR, False):
+        # subclasses too (abcmamba.kernels swaps in one for prefill): their forward
+        # stays the fallback, because _fast_forward calls type(self).forward
+        if isinstance(module, MambaMixer) and not getattr(module, _ATTR, False):
             module.forward = types.MethodType(_fast_forward, module)
             setattr(module, _ATTR, True)
             patched += 1

@@ -1,0 +1,258 @@
+"""Prefill and per-token decode speed: Mamba (stock and fused step) vs the Llama baseline.
+
+    python benchmarks/generate_speed.py [--preset small] [--contexts 256,2048,8192]
+        [--batch-sizes 1,16] [--threads 1] [--results benchmarks/RESULTS.md]
+
+For each context length L the model reads L real tokens (prefill, timed), then
+decodes one token at a time with its cache (timed per step, median of
+``--decode-steps``).  Batch > 1 decode starts from the batch-1 cache repeated
+along the batch (the cost of a step depends on the cache's shape, not its
+content); batch > 1 prefill is timed only up to ``--max-prefill-tokens`` tokens.
+Weights are random: speed does not depend on them.  The cache check: Mamba's
+decode time must not grow with L (recurrent state), while Llama's does (KV cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+# The CPU this runs on is shared: wall time measures the neighbours as much as us.
+# With one torch thread all work runs on the calling thread, so its CPU time is the
+# cost of the step itself; wall time is recorded next to it.
+clock = time.thread_time
+logger = logging.getLogger("generate_speed")
+SECTION = "## Generation speed (benchmarks/generate_speed.py)"
+VOCAB = 4096
+
+
+def build(arch: str, preset: str, max_len: int):
+    """A random-weight model of ``arch`` at ``preset``, with the fastest CPU prefill."""
+    from transformers import LlamaForCausalLM, MambaForCausalLM
+
+    from abcmamba.modeling import build_config, configure_scan_path
+
+    torch.manual_seed(0)
+    config = build_config(arch, preset, VOCAB)
+    if arch == "llama":
+        config.max_position_embeddings = max(config.max_position_embeddings, max_len)
+        return LlamaForCausalLM(config).eval(), "attention (sdpa)"
+    model = MambaForCausalLM(config).eval()
+    try:
+        scan = configure_scan_path(model, "auto")
+    except Exception as err:  # a half-built kernel must not stop the benchmark
+        logger.warning("scan path auto failed (%s); using mambapy", err)
+        scan = configure_scan_path(model, "mambapy")
+    return model, scan
+
+
+def forward(model, ids, cache):
+    """One forward with the cache; returns the cache."""
+    if model.config.model_type == "mamba":
+        return model(
+            input_ids=ids, cache_params=cache, use_cache=True, logits_to_keep=1
+        ).cache_params
+    return model(
+        input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1
+    ).past_key_values
+
+
+def repeat_cache(cache, batch: int):
+    """A copy of a batch-1 cache repeated ``batch`` times along the batch."""
+    cache = copy.deepcopy(cache)
+    if batch > 1:
+        cache.reorder_cache(torch.zeros(batch, dtype=torch.long))
+    return cache
+
+
+@torch.no_grad()
+def measure(
+    model,
+    variants: dict,
+    context: int,
+    batches: list[int],
+    steps: int,
+    max_prefill: int,
+) -> dict:
+    """Prefill tokens/s and decode ms/step at ``context`` for each batch size.
+
+    ``variants`` maps a name to a function that switches ``model`` to that decode
+    path; their steps are interleaved so load changes on the machine hit all alike.
+    """
+    gen = torch.Generator().manual_seed(context)
+    ids = torch.randint(3, VOCAB, (1, context), generator=gen)
+    rows: dict[str, list] = {name: [] for name in variants}
+    start = clock()
+    base = forward(model, ids, None)
+    prefill_1 = clock() - start
+    for batch in batches:
+        prefill = prefill_1 if batch == 1 else None
+        if batch > 1 and batch * context <= max_prefill:
+            start = clock()
+            forward(model, ids.expand(batch, -1).contiguous(), None)
+            prefill = clock() - start
+        caches = {name: repeat_cache(base, batch) for name in variants}
+        token = torch.randint(3, VOCAB, (batch, 1), generator=gen)
+        times: dict[str, list] = {name: [] for name in variants}
+        walls: dict[str, list] = {name: [] for name in variants}
+        for _ in range(steps + 2):  # two warm-up steps
+            for name, switch in variants.items():
+                switch(model)
+                start, wall = clock(), time.perf_counter()
+                caches[name] = forward(model, token, caches[name])
+                times[name].append(clock() - start)
+                walls[name].append(time.perf_counter() - wall)
+        for name in variants:
+            step = statistics.median(times[name][2:])
+            rows[name].append(
+                {
+                    "context": context,
+                    "batch": batch,
+                    "prefill_s": None if prefill is None else round(prefill, 3),
+                    "prefill_tok_s": (
+                        None if prefill is None else round(batch * context / prefill)
+                    ),
+                    "decode_ms": round(step * 1e3, 3),
+                    "decode_tok_s": round(batch / step),
+                    "decode_wall_ms": round(
+                        statistics.median(walls[name][2:]) * 1e3, 3
+                    ),
+                }
+            )
+            logger.info("%s %s", name, rows[name][-1])
+    return rows
+
+
+def table(results: dict) -> str:
+    """Markdown table of all measurements plus the speed-up of fused Mamba over Llama."""
+    lines = [
+        "| model | context | batch | prefill tok/s | decode ms/step | decode tok/s | vs Llama | (wall ms/step) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    llama = {(r["context"], r["batch"]): r for r in results.get("llama", [])}
+    for name, rows in results.items():
+        for r in rows:
+            ref = llama.get((r["context"], r["batch"]))
+            ratio = (
+                f"{ref['decode_ms'] / r['decode_ms']:.2f}x"
+                if ref and name != "llama"
+                else ""
+            )
+            prefill = "-" if r["prefill_tok_s"] is None else f"{r['prefill_tok_s']:,}"
+            lines.append(
+                f"| {name} | {r['context']:,} | {r['batch']} | {prefill} | "
+                f"{r['decode_ms']:.2f} | {r['decode_tok_s']:,} | {ratio} | {r['decode_wall_ms']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def flatness(rows: list[dict], batch: int) -> float | None:
+    """Decode time at the longest context over the shortest (1.0 = flat)."""
+    mine = sorted((r for r in rows if r["batch"] == batch), key=lambda r: r["context"])
+    return mine[-1]["decode_ms"] / mine[0]["decode_ms"] if len(mine) > 1 else None
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace (or append) this benchmark's section of RESULTS.md, leaving others alone."""
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    if SECTION in old:
+        head, rest = old.split(SECTION, 1)
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1 :] if nxt >= 0 else ""
+        new = head + text.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    path.write_text(new, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, update RESULTS.md."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="small")
+    p.add_argument("--contexts", default="256,2048,8192")
+    p.add_argument("--batch-sizes", default="1,16")
+    p.add_argument("--decode-steps", type=int, default=32)
+    p.add_argument(
+        "--max-prefill-tokens", type=int, default=32768, help="cap for batch>1 prefill"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: no thread sync per tiny op)",
+    )
+    p.add_argument("--archs", default="mamba,llama")
+    p.add_argument("--results", type=Path, default=Path(__file__).parent / "RESULTS.md")
+    p.add_argument("--json", type=Path, help="also write the raw numbers here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    contexts = [int(c) for c in args.contexts.split(",")]
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    from abcmamba.decode import disable_fast_decode, enable_fast_decode
+
+    results, params, scans = {}, {}, {}
+    for arch in args.archs.split(","):
+        model, scan = build(arch, args.preset, max(contexts) + args.decode_steps + 8)
+        if arch == "mamba":
+            variants = {"mamba": enable_fast_decode, "mamba-stock": disable_fast_decode}
+        else:
+            variants = {arch: disable_fast_decode}
+        for name in variants:
+            results[name] = []
+            params[name] = sum(p.numel() for p in model.parameters())
+            scans[name] = scan
+        logger.info(
+            "%s: %s parameters, prefill via %s", arch, f"{params[name]:,}", scan
+        )
+        for c in contexts:
+            rows = measure(
+                model, variants, c, batches, args.decode_steps, args.max_prefill_tokens
+            )
+            for name in variants:
+                results[name] += rows[name]
+        del model
+    md = table(results)
+    checks = []
+    for name in results:
+        for b in batches:
+            ratio = flatness(results[name], b)
+            if ratio is not None:
+                checks.append(
+                    f"{name} batch {b}: decode at {max(contexts):,} / at {min(contexts):,} tokens = {ratio:.2f}"
+                )
+    text = (
+        f"{SECTION}\n\n"
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.processor() or platform.machine()} "
+        f"({torch.get_num_threads()} torch thread(s), torch {torch.__version__}), preset `{args.preset}`: "
+        + ", ".join(f"{n} {params[n]:,} params (prefill: {scans[n]})" for n in results)
+        + ". `mamba` = stock transformers MambaForCausalLM with abcmamba's fused single-token step "
+        "(`abcmamba.decode`, enabled by `abcmamba.generate.load_model` on CPU); `mamba-stock` = "
+        "transformers' own decode path. Times are CPU time of the (single) compute thread, because "
+        "this machine is shared and wall time includes waiting for other jobs (wall medians in the last "
+        "column). Decode = median time of one cached step for the whole batch; "
+        "batch>1 prefill only up to "
+        f"{args.max_prefill_tokens:,} tokens ('-' = not timed).\n\n"
+        f"{md}\n\nCache check (1.00 = flat in context length):\n\n"
+        + "\n".join(f"- {c}" for c in checks)
+        + "\n"
+    )
+    print(text)
+    write_section(args.results, text)
+    if args.json:
+        args.json.write_text(
+            json.dumps({"results": results, "params": params, "scans": scans}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
