@@ -229,3 +229,16 @@ def test_fingerings_become_annotations_and_unknown_symbols_go():
 def test_user_defined_symbols_are_expanded():
     abc = "X:1\nM:2/4\nL:1/8\nU:W=!wedge!\nK:G\nWG2 A2|B4|]\n"
     assert "!wedge!G2" in normalize(abc).abc
+
+
+def test_bar_split_in_two_halves_is_regular():
+    # Chorale style: a phrase-ending bar split into 3/4 + 1/4 around a fermata.
+    abc = "X:1\nM:4/4\nL:1/4\nK:C\nC|D E F G|A B !fermata!c2|c|B A G F|E D C3|]\n"
+    assert validate(abc) == []
+
+
+def test_unmatched_slurs_are_dropped():
+    abc = "X:1\nM:2/4\nL:1/8\nK:C\nC2) (D2|E2 (F2|G4|]\n"
+    result = normalize(abc)
+    assert "(" not in result.abc and ")" not in result.abc
+    assert validate(result.abc) == []

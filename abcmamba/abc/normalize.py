@@ -101,6 +101,7 @@ def normalize(tune: str) -> NormalizedTune:
     played = {vid: v for vid, v in voices.items() if _has_music(v.lines)}
     for voice in played.values():
         voice.lines = close_full_bars(voice.lines, meter or "none", unit)
+        voice.lines = balance_slurs(voice.lines)
     if not played:
         raise AbcError("no notes")
     meter_line = [f"M:{meter}"] if meter else []
@@ -286,6 +287,29 @@ def place_decorations(tokens: list[Token]) -> list[Token]:
             held = []
             out.append(tok)
     return out
+
+
+def balance_slurs(lines: list[str]) -> list[str]:
+    """Drop slur marks that open or close nothing (common in converted scores)."""
+    tokens = [tokenize_music(line) for line in lines]
+    opened: list[tuple[int, int]] = []
+    unmatched: set[tuple[int, int]] = set()
+    for n, line_tokens in enumerate(tokens):
+        for i, tok in enumerate(line_tokens):
+            if tok.kind == "slur" and tok.text == "(":
+                opened.append((n, i))
+            elif tok.kind == "slur":
+                if opened:
+                    opened.pop()
+                else:
+                    unmatched.add((n, i))
+    unmatched.update(opened)
+    if not unmatched:
+        return lines
+    return [
+        "".join(t.text for i, t in enumerate(line_tokens) if (n, i) not in unmatched)
+        for n, line_tokens in enumerate(tokens)
+    ]
 
 
 def _has_music(lines: list[str]) -> bool:

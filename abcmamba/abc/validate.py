@@ -22,6 +22,9 @@ _NOTE_OR_REST = re.compile(r"^(?:[_^=]*[A-Ga-g][,']*|[zx])(.*)$")
 # Share of bars (not at a section edge) allowed to disagree with the meter.
 MAX_BAD_BAR_SHARE = 0.1
 MIN_BARS = 2
+# Voices may differ this much in total length (overlays, cue notes) before it
+# counts as voices drifting apart.
+MAX_VOICE_DRIFT = 0.05
 
 
 @dataclass
@@ -87,10 +90,10 @@ def validate(abc: str) -> list[str]:
                 f"{len(bad)} of {len(bars)} bars{where} disagree with the meter"
             )
     if len(voices) > 1:
-        totals = {
+        totals = [
             sum((b.length for b in bars), Fraction(0)) for bars in all_bars.values()
-        }
-        if len(totals) > 1:
+        ]
+        if max(totals) - min(totals) > MAX_VOICE_DRIFT * max(totals):
             reasons.append("voices have different lengths")
     return reasons
 
@@ -247,11 +250,18 @@ def irregular_bars(bars: list[Bar]) -> list[int]:
     """Indices of bars whose length disagrees with the meter, ignoring section edges.
 
     Pickups and the short bars that complete them are normal at the first and
-    last bar and on either side of repeat signs, double bars and endings.
+    last bar, on either side of repeat signs, double bars and endings, and as
+    a bar split in two halves that add up to a full bar (chorale phrase ends).
     """
+    split = set()
+    for i in range(len(bars) - 1):
+        a, b = bars[i], bars[i + 1]
+        halves = not (a.regular or b.regular) and a.expected == b.expected
+        if halves and a.length + b.length == a.expected:
+            split.update((i, i + 1))
     bad = []
     for i, bar in enumerate(bars):
-        if bar.regular or i in (0, len(bars) - 1):
+        if bar.regular or i in (0, len(bars) - 1) or i in split:
             continue
         prev_closing = bars[i - 1].closing
         if _is_section_edge(bar.closing) or _is_section_edge(prev_closing):
