@@ -381,3 +381,47 @@ def test_cli_missing_model_or_corpus_is_one_line(tmp_path, tiny_run, capsys):
     assert len(err) == 2 and all(
         line.startswith("abcmamba evaluate: error:") for line in err
     )
+
+
+def test_compare_benchmark_table_from_run_folders(tmp_path, tiny_run, tiny_lm, capsys):
+    import importlib.util
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    spec = importlib.util.spec_from_file_location(
+        "compare", Path(__file__).parent.parent / "benchmarks" / "compare.py"
+    )
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+
+    model_dir, corpus = tiny_run
+    mamba, tokenizer = tiny_lm
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=256,
+        )
+    )
+    runs = []
+    for name, model in (("mamba-tiny", mamba), ("llama-tiny", llama)):
+        final = tmp_path / "runs" / name / "final"
+        model.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+        runs += ["--run", str(final.parent)]
+    argv = runs + ["--data", str(corpus), "-n", "2", "--contexts", "32,64"]
+    out = tmp_path / "compare"
+    argv += ["--new-tokens", "2", "--max-new-tokens", "12", "--out", str(out)]
+    assert compare.main(argv) == 0
+    table = capsys.readouterr().out
+    assert "| parameters |" in table and "decode tokens/s at 64 context" in table
+    rows = json.loads((out / "compare.json").read_text())["runs"]
+    assert [r["name"] for r in rows] == ["mamba-tiny", "llama-tiny"]
+    assert all(r["generation"]["32"]["decode_tokens_per_s"] > 0 for r in rows)
+    assert (out / "evaluate" / "report.json").is_file()
+    assert (
+        compare.main(["--run", str(tmp_path / "missing"), "--data", str(corpus)]) == 2
+    )

@@ -143,16 +143,16 @@ def _plagiarism(index, tunes: list[str], training_ids: list[str]) -> dict:
 
 
 def _distances(real_features: list[dict], generated: list[dict]) -> dict:
+    """Real-vs-generated distances per feature (empty when no sample parsed)."""
     from abcmamba.evaluate.metrics import FEATURES, inter_set_distances
 
     out = {}
     for name in FEATURES:
+        if not generated:
+            out[name] = np.zeros(0)
+            continue
         r = np.stack([f[name] for f in real_features])
-        g = (
-            np.stack([f[name] for f in generated])
-            if generated
-            else np.zeros((0, r.shape[1]))
-        )
+        g = np.stack([f[name] for f in generated])
         out[name] = inter_set_distances(r, g)
     return out
 
