@@ -134,6 +134,13 @@ def test_grace_notes_take_no_time(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_grace_note_after_broken_rhythm_keeps_the_rhythm(tmp_path):
+    # abc2xml lost the ">" of "d>{f}e", shifting every later note.
+    abc = tune("d>{f}e d2 c4 |")
+    assert [n[2] for n in midi_notes(abc, tmp_path)] == [0.75, 0.25, 1.0, 2.0]
+    agrees_with_abc2midi(abc)
+
+
 def test_ties_join_notes_across_the_bar(tmp_path):
     abc = tune("A4 B4- | B2 c6 |")
     assert midi_notes(abc, tmp_path) == [(0.0, 69, 2.0), (2.0, 71, 3.0), (5.0, 72, 3.0)]

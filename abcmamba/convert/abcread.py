@@ -29,9 +29,12 @@ def abc_to_musicxml_text(abc: str) -> str:
 
     if "K:" not in abc:
         raise ConversionError("no K: field")
-    from abcmamba.convert.abctext import drop_text_fields
+    from abcmamba.convert.abctext import (
+        drop_grace_after_broken_rhythm,
+        drop_text_fields,
+    )
 
-    abc = drop_text_fields(abc)
+    abc = drop_grace_after_broken_rhythm(drop_text_fields(abc))
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:
         docs = abc2xml.getXmlDocs(abc)

@@ -92,6 +92,22 @@ def drop_text_fields(abc: str) -> str:
     return "\n".join(kept + body) + "\n"
 
 
+_GRACE_AFTER_BROKEN = re.compile(r"([<>]+)\s*\{[^}\n]*\}")
+
+
+def drop_grace_after_broken_rhythm(abc: str) -> str:
+    """`d>{f}e` -> `d>e`: abc2xml drops the `>` when a grace group follows it.
+
+    Grace notes take no time, so this only loses that one ornament.
+    """
+    header, body = split_header(abc)
+    body = [
+        line if _FIELD_LINE.match(line) else _GRACE_AFTER_BROKEN.sub(r"\1", line)
+        for line in body
+    ]
+    return "\n".join(header + body) + "\n"
+
+
 def propagate_accidentals(abc: str) -> str:
     """Write out accidentals that carry through the bar, in every octave."""
     header, body = split_header(abc)
