@@ -102,6 +102,10 @@ def bits_per_character(
         raise ValueError("no texts to score")
     if max_length < 2:
         raise ValueError("max_length must be at least 2")
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and max_length > limit:
+        # a Transformer cannot score past its positions; Mamba has no such limit
+        max_length = int(limit)
     sources = list(sources) if sources is not None else ["all"] * len(texts)
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
