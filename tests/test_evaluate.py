@@ -361,6 +361,8 @@ def test_cli_writes_report(tmp_path, tiny_run):
     assert report["real"]["features_computed_on"] == 4
     assert len(entry["samples"]["conditioned"]) == 4
     assert (out / "report.md").read_text().startswith("# abcmamba evaluation")
+    assert len(list((out / "samples" / "model").glob("conditioned-*.abc"))) == 4
+    assert len(list((out / "samples" / "real").glob("real-*.abc"))) == 4
     for png in ("features.png", "overlap.png", "bpc_per_source.png", "n_bars.png"):
         assert (out / png).stat().st_size > 1000
 

@@ -1,8 +1,12 @@
 """`abcmamba evaluate`: bits per character, validity, conditioning and music metrics.
 
 Measures one or more models against the held-out split of a corpus and
-writes report.json, report.md and PNG plots. The metric functions live in
-the submodules and are plain functions over note arrays or ABC text.
+writes to OUT: report.json (everything measured, samples included),
+report.md, PNG plots (features.png, overlap.png, bpc_per_source.png,
+n_bars.png) and samples/NAME/*.abc (samples/real/ holds the held-out tunes
+they are compared with). The metric functions live in the submodules and
+are plain functions over note arrays (metrics), ABC text (structure),
+tokens (bpc) and analysed tunes (samples).
 """
 
 from __future__ import annotations
@@ -155,6 +159,18 @@ def _distances(real_features: list[dict], generated: list[dict]) -> dict:
         g = np.stack([f[name] for f in generated])
         out[name] = inter_set_distances(r, g)
     return out
+
+
+def _write_samples(report: dict, real_abc: list[str], folder: Path) -> None:
+    """One .abc file per tune under samples/NAME/ (and samples/real/), e.g. for `listen`."""
+    sets = {"real": {"real": real_abc}}
+    sets.update({name: m["samples"] for name, m in report["models"].items()})
+    for name, kinds in sets.items():
+        target = folder / name.replace("/", "_")
+        target.mkdir(parents=True, exist_ok=True)
+        for kind, tunes in kinds.items():
+            for i, abc in enumerate(tunes, 1):
+                (target / f"{kind}-{i:03d}.abc").write_text(abc, encoding="utf-8")
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -324,6 +340,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report["plots"] = write_plots(report, distances, out)
+    _write_samples(report, real_abc, out / "samples")
     write_json(report, out / "report.json")
     write_markdown(report, out / "report.md")
     return report
