@@ -170,6 +170,9 @@ def test_plagiarism_finds_copied_phrase_not_unrelated_tune():
         "X:1\nM:3/4\nL:1/8\nK:Bb\n" + "|".join(f"_B{i}c" for i in range(1, 9)) + "|]\n"
     )
     assert index.longest_match(unrelated).length == 0
+    # bars of rests only are never a copied phrase
+    silence = "X:1\nM:4/4\nL:1/8\nK:C\n" + "z8|" * 12 + "[V:2]z4 z4|]\n"
+    assert BarIndex([silence]).longest_match(silence).length == 0
 
 
 def test_plagiarism_index_is_fast():

@@ -66,6 +66,22 @@ def _hash(bar: str) -> int:
     )
 
 
+_INLINE_FIELD = re.compile(r"\[[A-Za-z]:[^\]]*\]")
+_RESTS_ONLY = re.compile(r"(?:[zxZX][0-9/]*)+")
+
+
+def _bar_hashes(abc: str) -> list[int | None]:
+    """Hash of each bar; None for bars of rests only, which never count as copied.
+
+    Whole-bar rests are common to every multi-voice piece; matching them would
+    report long "copies" of silence.
+    """
+    return [
+        None if _RESTS_ONLY.fullmatch(_INLINE_FIELD.sub("", bar)) else _hash(bar)
+        for bar in split_bars(abc)
+    ]
+
+
 @dataclass
 class Match:
     """Longest run of consecutive bars a sample shares with one training tune."""
@@ -89,33 +105,41 @@ class BarIndex:
         if n < 1:
             raise ValueError("n must be at least 1")
         self.n = n
-        self.bars: list[list[int]] = []
+        self.bars: list[list[int | None]] = []
         self.ngrams: dict[tuple[int, ...], list[tuple[int, int]]] = defaultdict(list)
         self.single: set[int] = set()
         for t, abc in enumerate(tunes):
-            hashes = [_hash(bar) for bar in split_bars(abc)]
+            hashes = _bar_hashes(abc)
             self.bars.append(hashes)
-            self.single.update(hashes)
+            self.single.update(h for h in hashes if h is not None)
             for j in range(len(hashes) - n + 1):
-                self.ngrams[tuple(hashes[j : j + n])].append((t, j))
+                gram = tuple(hashes[j : j + n])
+                if None not in gram:
+                    self.ngrams[gram].append((t, j))
 
     def __len__(self) -> int:
         return len(self.bars)
 
     def longest_match(self, abc: str) -> Match:
         """Longest sequence of consecutive bars of `abc` found in any training tune."""
-        sample = [_hash(bar) for bar in split_bars(abc)]
+        sample = _bar_hashes(abc)
         best = Match(0, -1, -1, -1)
         n = self.n
         for i in range(len(sample) - n + 1):
             for t, j in self.ngrams.get(tuple(sample[i : i + n]), ()):
                 tune = self.bars[t]
-                if i > 0 and j > 0 and sample[i - 1] == tune[j - 1]:
+                if (
+                    i > 0
+                    and j > 0
+                    and sample[i - 1] is not None
+                    and sample[i - 1] == tune[j - 1]
+                ):
                     continue  # found already from an earlier start
                 length = n
                 while (
                     i + length < len(sample)
                     and j + length < len(tune)
+                    and sample[i + length] is not None
                     and sample[i + length] == tune[j + length]
                 ):
                     length += 1
