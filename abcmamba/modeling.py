@@ -97,6 +97,8 @@ def _mamba_config(p: Preset, vocab_size: int, **special: int) -> MambaConfig:
         expand=p.expand,
         conv_kernel=p.conv_kernel,
         tie_word_embeddings=True,
+        # 0.02 as in mamba_ssm: transformers' default 0.1 starts the loss far above ln(V)
+        initializer_range=0.02,
         **special,
     )
 
@@ -117,6 +119,8 @@ def _mamba2_config(p: Preset, vocab_size: int, **special: int) -> Mamba2Config:
         n_groups=1,
         chunk_size=128,
         tie_word_embeddings=True,
+        # 0.02 as in mamba_ssm: transformers' default 0.1 starts the loss far above ln(V)
+        initializer_range=0.02,
         **special,
     )
 
@@ -157,6 +161,8 @@ def _llama_config(p: Preset, vocab_size: int, **special: int) -> LlamaConfig:
         num_key_value_heads=heads,
         max_position_embeddings=p.max_position_embeddings,
         tie_word_embeddings=True,
+        # 0.02 as in mamba_ssm: transformers' default 0.1 starts the loss far above ln(V)
+        initializer_range=0.02,
         **special,
     )
 
