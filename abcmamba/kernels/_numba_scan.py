@@ -149,7 +149,7 @@ def scan_bwd(
         ga = np.zeros((nstate, dn), dtype=u.dtype)
         gdsk = np.zeros(dn, dtype=u.dtype)
         du = np.empty(dn, dtype=u.dtype)
-        ss = np.empty(dn, dtype=u.dtype)
+        ssbuf = np.empty((chunk, dn), dtype=u.dtype)  # scan output before D and gate
         gs = np.empty(dn, dtype=u.dtype)
         dsk = d_skip[d0:d1]
         for c in range(nchunk - 1, -1, -1):
@@ -161,10 +161,13 @@ def scan_bwd(
                 t = t0 + j
                 dl = delta[b, t, d0:d1]
                 ut = u[b, t, d0:d1]
+                ss = ssbuf[j]
                 for d in range(dn):
                     du[d] = dl[d] * ut[d]
+                    ss[d] = 0.0
                 for n in range(nstate):
                     bn = bm[b, t, n]
+                    cn = cm[b, t, n]
                     ar = a_t[n, d0:d1]
                     hp = hbuf[j, n]
                     hn = hbuf[j + 1, n]
@@ -172,7 +175,9 @@ def scan_bwd(
                     for d in range(dn):
                         da = vexp(dl[d] * ar[d])
                         dar[d] = da
-                        hn[d] = da * hp[d] + du[d] * bn
+                        hv = da * hp[d] + du[d] * bn
+                        hn[d] = hv
+                        ss[d] += hv * cn
             for j in range(tlen - 1, -1, -1):
                 t = t0 + j
                 dl = delta[b, t, d0:d1]
@@ -182,13 +187,7 @@ def scan_bwd(
                 gzt = gxz[b, t, dim + d0 : dim + d1]
                 gut = gu[b, t, d0:d1]
                 gdl = gdelta[b, t, d0:d1]
-                for d in range(dn):
-                    ss[d] = 0.0
-                for n in range(nstate):
-                    cn = cm[b, t, n]
-                    hn = hbuf[j + 1, n]
-                    for d in range(dn):
-                        ss[d] += hn[d] * cn
+                ss = ssbuf[j]
                 for d in range(dn):
                     zz = zt[d]
                     sig = one / (one + vexp(-zz))

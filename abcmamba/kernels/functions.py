@@ -14,9 +14,9 @@ import torch
 logger = logging.getLogger(__name__)
 
 #: time steps between saved states; the backward recomputes one chunk at a time.
-CHUNK = 32
+CHUNK = 64
 #: channels per parallel task; their state (N x DBLK) stays in cache.
-DBLK = 128
+DBLK = 256
 
 _kernels = None
 
