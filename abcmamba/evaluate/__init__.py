@@ -59,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of sampling")
     parser.add_argument(
-        "--device", default=None, help="torch device (default: cuda if available)"
+        "--device",
+        default=None,
+        help="torch device; None picks cuda if available, else cpu",
     )
 
 
