@@ -324,3 +324,24 @@ def test_cli_writes_tunes_and_summary(tmp_path, model_dir, monkeypatch, capsys):
         == 2
     )
     assert "accepted" in capsys.readouterr().err
+
+
+def test_write_formats_converts_a_valid_tune_and_logs_skips(
+    tmp_path, monkeypatch, caplog
+):
+    from abcmamba import convert
+
+    tune = next(t for t in TUNES if "M:6/8" in t)
+    written, skipped = gen.write_formats(tune, tmp_path / "tune_1")
+    for fmt in written:
+        assert (tmp_path / f"tune_1.{fmt}").stat().st_size > 0
+    assert set(written) | set(skipped) == set(gen.FORMATS)
+    assert "mid" in written and "musicxml" in written, skipped
+
+    def broken(abc, path):
+        raise RuntimeError("verovio exploded")
+
+    monkeypatch.setattr(convert, "abc_to_svg", broken)
+    written, skipped = gen.write_formats(tune, tmp_path / "tune_2")
+    assert skipped["svg"] == "verovio exploded" and skipped["png"] == "no SVG to render"
+    assert "mid" in written and "verovio exploded" in caplog.text
