@@ -8,6 +8,17 @@ the ``small`` preset inside a time budget, measures bits per character on the
 validation split and the validity rate of sampled tunes, and saves
 ``runs/<name>/final`` for ``pipeline("text-generation", model=...)``.
 
+Data-parallel on CPUs: ``accelerate launch --multi_gpu --num_processes 2 train.py``
+(torchrun; train.py switches Accelerate to gloo when there is no GPU).  Accelerate
+1.x's ``--cpu --num_processes 2`` starts a single process.
+
+Fine-tuning on your own ABC/MIDI folder::
+
+    python -m data_prep my_tunes/ --out data/mine
+    accelerate launch train.py --init-from runs/mamba-small --data data/mine \
+        --run-name mine --max-minutes 10 --lr 5e-4
+    abcmamba generate --model runs/mine/final --out samples/
+
 Bits per character: the summed negative log-likelihood (in bits) of every token
 of every validation tune *including its closing EOS* (predicted from BOS + tune),
 divided by the number of characters of the tune texts (EOS and BOS count zero
