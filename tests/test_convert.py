@@ -141,6 +141,19 @@ def test_grace_note_after_broken_rhythm_keeps_the_rhythm(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_default_unit_length_follows_the_meter(tmp_path):
+    # No L: and M:2/4 (below 3/4) means L:1/16; abc2xml assumed 1/8.
+    abc = "X:1\nT:t\nM:2/4\nK:G\nB>c d2 e4 |\n"
+    assert [n[2] for n in midi_notes(abc, tmp_path)] == [0.375, 0.125, 0.5, 1.0]
+    agrees_with_abc2midi(abc)
+
+
+def test_decoration_before_the_first_bar_line_is_not_a_bar_of_rest(tmp_path):
+    abc = tune("!segno!|] CDEF GABc | c8 |]")
+    assert midi_notes(abc, tmp_path)[0] == (0.0, 60, 0.5)
+    agrees_with_abc2midi(abc)
+
+
 def test_ties_join_notes_across_the_bar(tmp_path):
     abc = tune("A4 B4- | B2 c6 |")
     assert midi_notes(abc, tmp_path) == [(0.0, 69, 2.0), (2.0, 71, 3.0), (5.0, 72, 3.0)]

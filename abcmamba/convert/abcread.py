@@ -32,9 +32,10 @@ def abc_to_musicxml_text(abc: str) -> str:
     from abcmamba.convert.abctext import (
         drop_grace_after_broken_rhythm,
         drop_text_fields,
+        explicit_unit_length,
     )
 
-    abc = drop_grace_after_broken_rhythm(drop_text_fields(abc))
+    abc = explicit_unit_length(drop_grace_after_broken_rhythm(drop_text_fields(abc)))
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:
         docs = abc2xml.getXmlDocs(abc)
@@ -74,21 +75,27 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
     return score
 
 
+def _unplayed(element: music21.base.Music21Object) -> bool:
+    # Grace notes: music21 gives them the length of the following notes in
+    # MIDI; abc2midi -NGRA (our reference) plays only the principal note.
+    if isinstance(element, music21.note.GeneralNote) and element.duration.isGrace:
+        return True
+    # Chord symbols are accompaniment marks (abc2midi -NGUI); music21 sometimes
+    # writes one as a chord lasting to the end of the part.
+    # "D.C."/"Fine"/"Segno" words become RepeatExpressions that music21's MIDI
+    # writer acts on (it calls expandRepeats); repeats are already written out.
+    return isinstance(
+        element,
+        music21.harmony.Harmony
+        | music21.repeat.RepeatExpression
+        | music21.bar.Repeat
+        | music21.spanner.RepeatBracket,
+    )
+
+
 def playable(score: music21.stream.Score) -> music21.stream.Score:
     """Strip what music21's MIDI writer plays wrongly from a repeat-expanded score."""
     for element in list(score.recurse()):
-        # Grace notes: music21 gives them the length of the following notes in
-        # MIDI; abc2midi -NGRA and our reference play only the principal note.
-        if (
-            isinstance(element, music21.note.GeneralNote)
-            and element.duration.isGrace
-            or isinstance(
-                element,
-                (
-                    music21.repeat.RepeatExpression | music21.bar.Repeat,
-                    music21.spanner.RepeatBracket,
-                ),
-            )
-        ):
+        if _unplayed(element):
             element.activeSite.remove(element)
     return score

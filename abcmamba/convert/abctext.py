@@ -92,6 +92,29 @@ def drop_text_fields(abc: str) -> str:
     return "\n".join(kept + body) + "\n"
 
 
+def explicit_unit_length(abc: str) -> str:
+    """Add the default `L:` when the header has none (abc2xml always takes 1/8).
+
+    The ABC standard: 1/16 when the meter is below 3/4, else 1/8.
+    """
+    header, body = split_header(abc)
+    if any(line.startswith("L:") for line in header) or not header:
+        return abc
+    meter = next((line[2:].strip() for line in header if line.startswith("M:")), "")
+    unit = "1/8"
+    match = re.match(r"^(\d+)/(\d+)", meter)
+    if (
+        match
+        and int(match.group(2))
+        and int(match.group(1)) / int(match.group(2)) < 0.75
+    ):
+        unit = "1/16"
+    at = next(i for i, line in enumerate(header) if line.startswith("K:"))
+    if not header[at].startswith("K:"):
+        return abc
+    return "\n".join(header[:at] + [f"L:{unit}"] + header[at:] + body) + "\n"
+
+
 _GRACE_AFTER_BROKEN = re.compile(r"([<>]+)\s*\{[^}\n]*\}")
 
 
@@ -173,6 +196,7 @@ def _voices(
     return order, heads, tokens
 
 
+_SOUNDING = re.compile(r"^(?:\^{1,2}|_{1,2}|=)?[A-Ga-g]|^[zxZX]$")
 # Bar-line features, named as in abc2midi.
 SINGLE_BAR, DOUBLE_BAR, THIN_THICK, THICK_THIN = "|", "||", "|]", "[|"
 BAR_REP, REP_BAR, DOUBLE_REP, PLAY_ON_REP = "|:", ":|", "::", "[n"
@@ -238,14 +262,15 @@ def _expand(tokens: list[Token]) -> list[str]:
     items = _features(tokens)
     out: list[str] = []
 
+    sounded = [False]  # a note or rest since the last "|"
+
     def emit_bar() -> None:
-        # One "|" between stretches of music: a jump must not leave an empty
-        # measure ("| |"), which readers turn into a bar of rest.
-        for text in reversed(out):
-            if text.strip():
-                if text != "|":
-                    out.append("|")
-                return
+        # A "|" only after a note or rest: a jump, or a bar line after just a
+        # decoration, must not leave an empty measure, which readers turn
+        # into a bar of rest.
+        if sounded[0]:
+            out.append("|")
+            sounded[0] = False
 
     saved, pass_no, max_pass, expect_repeat = -1, 1, 2, True  # -1: tune start
     j = 0
@@ -255,6 +280,8 @@ def _expand(tokens: list[Token]) -> list[str]:
         kind, text, endings = items[j]
         if kind == "music":
             out.append(text)
+            if _SOUNDING.match(text):
+                sounded[0] = True
         elif kind == BAR_REP:
             emit_bar()
             saved, expect_repeat, pass_no, max_pass = j, True, 1, 2
