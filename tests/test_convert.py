@@ -210,6 +210,12 @@ def test_header_part_order_is_played(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_part_played_again_keeps_its_own_key(tmp_path):
+    abc = tune("P:A\nB8 |]\nP:B\nK:Gm\nB8 |]", "M:4/4\nL:1/8\nP:ABA\nK:G")
+    assert pitches(abc, tmp_path) == [71, 70, 71]
+    agrees_with_abc2midi(abc)
+
+
 def test_da_capo_words_are_not_played_twice(tmp_path):
     # music21's MIDI writer acts on "D.C."/"Fine" and plays the tune again.
     abc = tune('C8 | "Fine"D8 | E8 | "D.C."F8 |]')

@@ -341,13 +341,19 @@ def _parts(abc: str) -> tuple[list[str], list[str], dict[str, list[str]]] | None
         return None
     order = parse_part_order(order_fields[0])
     sections: dict[str, list[str]] = {}
+    # The M:, L: and K: in force where each part starts, so a part played
+    # again after a key change is in its own key, as abc2midi plays it.
+    state = {line[0]: line for line in header if line[:2] in ("M:", "L:", "K:")}
     current = None
     for line in body:
         if line.startswith("P:"):
             current = line[2:].strip()[:1]
-            sections.setdefault(current, [])
+            if current not in sections:
+                sections[current] = [state[f] for f in "MLK" if f in state]
         elif current is not None:
             sections[current].append(line)
+        if line[:2] in ("M:", "L:", "K:"):
+            state[line[0]] = line
     if len(order) < 2 or not sections or any(p not in sections for p in order):
         return None
     return [h for h in header if not h.startswith("P:")], order, sections
