@@ -1,10 +1,15 @@
 """ABC text rewrites that make other readers play what abc2midi plays.
 
 abc2xml (our ABC reader) and music21 differ from abc2midi, the reference
-implementation, in two places this module settles in the text itself:
-accidentals carry to later notes of the same letter in *any* octave until the
-bar line (abc2midi's default ``%%propagate-accidentals pitch``), and repeats
-and first/second endings are played out in full for MIDI.
+implementation; this module settles the differences in the text itself:
+
+- accidentals carry to later notes of the same letter in *any* octave until
+  the bar line (abc2midi's default ``%%propagate-accidentals pitch``);
+- repeats, first/second endings and the header's ``P:`` part order are played
+  out for MIDI by abc2midi's own rules, sloppy repeats included;
+- a missing ``L:`` defaults from the meter (abc2xml always takes 1/8);
+- free-text header fields, which abc2xml can misread as music, are dropped;
+- a grace group right after ``>``/``<`` is dropped (abc2xml loses the rhythm).
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ def _endings(spec: str | None) -> tuple[int, ...]:
     numbers: list[int] = []
     for part in spec.split(","):
         lo, _, hi = part.partition("-")
-        numbers.extend(range(int(lo), int(hi or lo) + 1))
+        # Cap the span: "[1-99999999]" must not allocate a huge list.
+        numbers.extend(range(int(lo), min(int(hi or lo), int(lo) + 16) + 1))
     return tuple(numbers)
 
 

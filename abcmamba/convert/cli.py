@@ -10,7 +10,13 @@ from pathlib import Path
 
 from abcmamba import UserError
 from abcmamba.convert.render import abc_to_midi, abc_to_musicxml, abc_to_svg, svg_to_png
-from abcmamba.convert.scores import SCORE_SUFFIXES, ConversionError, score_file_to_abc
+from abcmamba.convert.scores import (
+    DEFAULT_TIMEOUT_S,
+    SCORE_SUFFIXES,
+    ConversionError,
+    score_file_to_abc,
+    time_limit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                 label = f"{i + 1}" + (f" ({_title(tune)})" if _title(tune) else "")
                 stem = out / _tune_stem(tune, i, path.stem, used)
                 try:
-                    written = convert_abc_tune(tune, stem, formats)
+                    with time_limit(DEFAULT_TIMEOUT_S):
+                        written = convert_abc_tune(tune, stem, formats)
                 except Exception as err:  # one bad tune must not stop the others
                     reason = (
                         str(err)
