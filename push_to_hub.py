@@ -320,7 +320,10 @@ def stage(
             s["abc"], encoding="utf-8"
         )
         s["svg"] = _write_svg(s["abc"], stage_dir / "samples" / f"{s['name']}.svg")
-    card = render_card(record, repo_id, samples, license_id)
+    config = json.loads((stage_dir / "config.json").read_text(encoding="utf-8"))
+    card = render_card(
+        dict(record, vocab_size=config.get("vocab_size")), repo_id, samples, license_id
+    )
     (stage_dir / "README.md").write_text(card, encoding="utf-8")
     for name in left_out:
         logger.info("not uploaded from %s: %s", final, name)

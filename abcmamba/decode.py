@@ -23,6 +23,16 @@ logger = logging.getLogger(__name__)
 _ATTR = "_abcmamba_fast_decode"
 
 
+def _decay_rates(mixer: torch.nn.Module) -> torch.Tensor:
+    """A = -exp(A_log), cached until A_log changes (it is constant while sampling)."""
+    key = (mixer.A_log.data_ptr(), mixer.A_log._version, mixer.A_log.dtype)
+    cached = getattr(mixer, "_abcmamba_decay", None)
+    if cached is None or cached[0] != key:
+        cached = (key, -torch.exp(mixer.A_log.detach().float()))
+        mixer._abcmamba_decay = cached
+    return cached[1]
+
+
 def fused_step(
     mixer: torch.nn.Module,
     hidden_states: torch.Tensor,
@@ -55,7 +65,7 @@ def fused_step(
     )  # (B, E)
 
     # h <- exp(delta A) h + delta B u ; y = C h + D u   (Mamba paper, eq. 2 discretized)
-    a = -torch.exp(mixer.A_log.float())  # (E, N)
+    a = _decay_rates(mixer)  # (E, N)
     delta_u = (delta * u.float()).unsqueeze(-1)  # (B, E, 1)
     ssm_state.mul_(torch.exp(delta.unsqueeze(-1) * a)).add_(
         delta_u * b.float().unsqueeze(1)

@@ -136,6 +136,7 @@ def test_card_parses_and_holds_the_runs_figures(staged):
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert results == {"bpc": 1.2345, "loss": 0.8765, "validity": 0.62}
     text = card.text
+    assert f"a {len(_tokens(stage_dir)):,}-token" in text
     for figure in ("1.234", "0.62", "81,234", "11,000", "13,007", "321", "5322"):
         assert figure in text, figure
     assert "$" not in re.sub(
@@ -143,6 +144,10 @@ def test_card_parses_and_holds_the_runs_figures(staged):
     )  # no unfilled placeholder
     assert 'pipeline("text-generation", model="someone/abc-mamba-tiny")' in text
     assert push_to_hub.check_card(stage_dir) == []
+
+
+def _tokens(stage_dir):
+    return json.loads((stage_dir / "tokenizer.json").read_text())["model"]["vocab"]
 
 
 def test_usage_snippet_runs_as_written(staged, monkeypatch, tmp_path):
