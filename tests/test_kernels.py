@@ -205,6 +205,16 @@ def test_prefill_with_cache_and_generation_match_stock():
     assert torch.equal(gen_f, gen_r)
 
 
+def test_cpu_autocast_takes_the_stock_path():
+    """Under bf16 autocast the mixer does not feed bf16 to numba; results match stock."""
+    ref, fast = model_pair(seed=17)
+    ids = torch.randint(0, 97, (2, 9))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        lr = ref(ids).logits
+        lf = fast(ids).logits
+    assert torch.equal(lf, lr)
+
+
 def test_describe_scan_path_and_disable():
     """describe_scan_path follows enable/disable; other models are left alone."""
     torch.manual_seed(0)

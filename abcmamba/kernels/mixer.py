@@ -29,6 +29,9 @@ class CpuKernelMambaMixer(mm.MambaMixer):
             return False
         if self.in_proj.weight.dtype != hidden_states.dtype:
             return False
+        # Under CPU autocast (bf16) the projections change dtype: take the stock path.
+        if torch.is_autocast_enabled("cpu"):
+            return False
         # Decode steps (one token with a cache) use the stock recurrent update.
         return not (cache_params is not None and hidden_states.shape[1] == 1)
 
