@@ -185,8 +185,7 @@ class HeaderGuard:
                 order = (
                     ORDER.get(char, BODY) if char.isalpha() and char.isupper() else BODY
                 )
-                if char.isupper() and char not in ORDER:
-                    order = -1  # other fields (T:, N:, ...) never pass a requested one
+                # normalized ABC has no other header fields: anything else is the body
                 first_pending = ORDER[self.pending[0][0]] if self.pending else BODY + 1
                 if char in self.locked or order >= first_pending:
                     limit = ORDER[char] if char in self.locked else order
@@ -283,8 +282,8 @@ def sample_batch(
         ids = torch.cat([torch.tensor([[bos]]), ids], dim=1)
     eos = tokenizer.eos_token_id
     pieces = _token_texts(tokenizer)
-    first_chars = _first_char_ids(tokenizer, pieces)
     logits, cache = _step(model, ids.expand(batch_size, -1).to(device), None)
+    masks = _HeaderMasks.get(tokenizer, pieces, logits.shape[-1])
 
     texts = [prompt] * batch_size
     guards = [HeaderGuard(prompt, pending, locked) for _ in range(batch_size)]
@@ -293,11 +292,22 @@ def sample_batch(
     finished = [False] * batch_size
     alive = list(range(batch_size))  # rows of the cache, in batch order
     for _ in range(max_new_tokens):
-        # a requested letter is never sampled at a header line start: we write it
+        # in the header every line is a field line of normalized ABC, and requested
+        # letters are ours to write: mask whatever else the model might start
         for row, b in enumerate(alive):
-            if guards[b].at_line_start and not forced[b]:
-                for letter in guards[b].locked:
-                    logits[row, first_chars.get(letter, [])] = float("-inf")
+            if forced[b] or not guards[b].in_header:
+                continue
+            if guards[b].at_line_start and guards[b].pending:
+                # anything that passes a pending field (even the body) makes us write it
+                allowed = masks.not_locked(guards[b].locked)
+            elif guards[b].at_line_start:
+                allowed = masks.field_start(guards[b].locked)
+            elif guards[b].line in ORDER:
+                allowed = masks.colon
+            else:
+                continue
+            logits[row].masked_fill_(~allowed, float("-inf"))
+        logits[:, len(pieces) :] = float("-inf")  # padded vocabulary rows: no token
         sampled = _sample(logits, temperature, top_k, top_p, gen).tolist()
         next_ids = []
         for row, b in enumerate(alive):
@@ -356,15 +366,59 @@ def _token_texts(tokenizer) -> list[str]:
     return cached
 
 
-def _first_char_ids(tokenizer, pieces: list[str]) -> dict[str, list[int]]:
-    cached = getattr(tokenizer, "_abcmamba_first", None)
-    if cached is None:
-        cached = {}
-        for i, piece in enumerate(pieces):
-            if piece[:1].isupper():
-                cached.setdefault(piece[0], []).append(i)
-        tokenizer._abcmamba_first = cached
-    return cached
+class _HeaderMasks:
+    """Vocabulary masks for header lines, computed once per tokenizer."""
+
+    def __init__(self, pieces: list[str], size: int):
+        self.size = size
+        self.by_first = {}
+        for letter in HEADER_ORDER:
+            mask = torch.zeros(size, dtype=torch.bool)
+            mask[[i for i, p in enumerate(pieces) if p[:1] == letter]] = True
+            self.by_first[letter] = mask
+        self.by_letter = {}
+        for letter in HEADER_ORDER:
+            mask = torch.zeros(size, dtype=torch.bool)
+            ids = [
+                i
+                for i, p in enumerate(pieces)
+                if p == letter or p.startswith(letter + ":")
+            ]
+            mask[ids] = True
+            self.by_letter[letter] = mask
+        self.colon = torch.zeros(size, dtype=torch.bool)
+        self.colon[[i for i, p in enumerate(pieces) if p.startswith(":")]] = True
+        self._starts: dict = {}
+
+    @classmethod
+    def get(cls, tokenizer, pieces: list[str], size: int) -> _HeaderMasks:
+        """The cached masks of ``tokenizer`` for a vocabulary of ``size`` logits."""
+        cached = getattr(tokenizer, "_abcmamba_masks", None)
+        if cached is None or cached.size != size:
+            cached = cls(pieces, size)
+            tokenizer._abcmamba_masks = cached
+        return cached
+
+    def not_locked(self, locked: set[str]) -> torch.Tensor:
+        """Tokens that do not start with a letter we force."""
+        key = ("not", frozenset(locked))
+        if key not in self._starts:
+            mask = torch.ones_like(self.colon)
+            for letter in locked:
+                mask &= ~self.by_first[letter]
+            self._starts[key] = mask
+        return self._starts[key]
+
+    def field_start(self, locked: set[str]) -> torch.Tensor:
+        """Tokens that may start a header line: a field letter we do not force."""
+        key = frozenset(locked)
+        if key not in self._starts:
+            mask = torch.zeros_like(self.colon)
+            for letter, ids in self.by_letter.items():
+                if letter not in locked and letter != "X":
+                    mask |= ids
+            self._starts[key] = mask
+        return self._starts[key]
 
 
 # ---------------------------------------------------------------- validation
@@ -381,6 +435,15 @@ def check_tune(abc: str, conditions: dict[str, str], finished: bool) -> list[str
     for letter, value in conditions.items():
         if have.get(letter) != value:
             reasons.append(f"requested {letter}:{value} missing")
+    header, _ = _header_lines(abc)
+    body = "\n".join(abc.split("\n")[len(header) :])
+    for letter in set(conditions) & set("MLK"):
+        # a mid-tune change of a requested meter/key/unit would not honour the request
+        changes = re.findall(rf"(?:^|\[){letter}:([^\]\n]*)", body, flags=re.M)
+        if any(value.strip() != conditions[letter] for value in changes):
+            reasons.append(
+                f"requested {letter}:{conditions[letter]} changed in the body"
+            )
     return reasons + list(validate(abc))
 
 
@@ -565,6 +628,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_RETRIES,
         help="re-samples per invalid tune",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (small models decode fastest on 1)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
 
 
@@ -614,6 +682,8 @@ def run(args: argparse.Namespace) -> int:
     prompt = args.prompt.encode().decode("unicode_escape") if args.prompt else None
     # check the flags before the (slow) model load
     field_conditions(args.composer, args.rhythm, args.meter, args.unit, args.key)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model)
     gc = getattr(model, "generation_config", None)
     settings = {

@@ -141,6 +141,13 @@ def test_guard_replaces_model_key_and_handles_pieces_across_lines():
     assert not guard.in_header
 
 
+def test_guard_note_line_in_header_counts_as_body():
+    # "E2x" starts a body line (E is a note, not a field): the pending fields go first
+    text, guard = _run_guard("X:1\nR:reel\n", [("M", "6/8"), ("K", "D")], ["E2x |F\n"])
+    assert text == "X:1\nR:reel\nM:6/8\nK:D\nE2x |F\n"
+    assert not guard.in_header
+
+
 def test_guard_body_before_header_done_injects_all():
     text, _ = _run_guard("X:1\n", [("R", "jig"), ("K", "D")], ["|:", "AB"])
     assert text == "X:1\nR:jig\nK:D\n|:AB"
@@ -165,7 +172,10 @@ def test_sampling_honours_any_subset_of_fields(arch, tokenizer, monkeypatch):
             line.split(":", 1) for line in header if line[0] in gen.HEADER_ORDER
         )
         assert t.abc.startswith("X:1\n")
-        if t.finished or "\nK:" in t.abc:
+        lines = t.abc.split("\n")
+        if t.finished or any(
+            line and line[1:2] != ":" for line in lines
+        ):  # body reached
             assert (
                 fields["M"] == "6/8" and fields["K"] == "Ador" and fields["R"] == "jig"
             )
@@ -183,6 +193,22 @@ def test_seed_reproducible_and_batching_independent_of_order(tokenizer, monkeypa
         model, tokenizer, 2, key="D", seed=3, max_new_tokens=30, retries=0
     )
     assert [t.abc for t in a] == [t.abc for t in b]
+
+
+def test_check_tune_flags_missing_and_changed_fields(monkeypatch):
+    monkeypatch.setattr("abcmamba.abc.validate", lambda abc: [])
+    wanted = {"M": "6/8", "K": "D"}
+    good = "X:1\nM:6/8\nL:1/8\nK:D\n|:dfa afd|[K:D]dfa afd:|\n"
+    assert gen.check_tune(good, wanted, finished=True) == []
+    changed = "X:1\nM:6/8\nL:1/8\nK:D\n|:dfa afd|\nM:2/4\ndf af:|\n"
+    assert gen.check_tune(changed, wanted, True) == [
+        "requested M:6/8 changed in the body"
+    ]
+    missing = "X:1\nM:3/4\nL:1/8\nK:D\nd2 f2 a2|\n"
+    assert gen.check_tune(missing, wanted, False) == [
+        "unfinished: max_new_tokens reached",
+        "requested M:6/8 missing",
+    ]
 
 
 def test_invalid_tunes_are_retried_and_reasons_counted(tokenizer, monkeypatch):
