@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import types
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -77,6 +78,110 @@ def fused_step(
     )  # (B, 1, D)
 
 
+try:  # numba turns the ~20 small element-wise ops of a step into two calls
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def _conv_silu(conv_state, u_new, w, bias, out):  # pragma: no cover - compiled
+        """Shift the conv window (B, E, K), append u_new (B, E), out = silu(conv)."""
+        batch, inner, width = conv_state.shape
+        for b in range(batch):
+            for e in range(inner):
+                acc = bias[e]
+                for k in range(width - 1):
+                    v = conv_state[b, e, k + 1]
+                    conv_state[b, e, k] = v
+                    acc += v * w[e, k]
+                conv_state[b, e, width - 1] = u_new[b, e]
+                acc += u_new[b, e] * w[e, width - 1]
+                out[b, e] = acc / (1.0 + np.exp(-acc))
+
+    @numba.njit(cache=True, nogil=True)
+    def _ssm_update(
+        state, u, z, dt, dt_bias, a, b_in, c_out, d_skip, y
+    ):  # pragma: no cover
+        """h = exp(delta A) h + delta B u; y = (C h + D u) * silu(z), h (B, E, N) in place."""
+        batch, inner, n_state = state.shape
+        for b in range(batch):
+            for e in range(inner):
+                delta = dt[b, e] + dt_bias[e]
+                if delta <= 20.0:  # softplus with torch's threshold
+                    delta = np.log1p(np.exp(delta))
+                delta_u = delta * u[b, e]
+                acc = 0.0
+                for n in range(n_state):
+                    h = np.exp(delta * a[e, n]) * state[b, e, n] + delta_u * b_in[b, n]
+                    state[b, e, n] = h
+                    acc += h * c_out[b, n]
+                gate = z[b, e]
+                y[b, e] = (acc + d_skip[e] * u[b, e]) * gate / (1.0 + np.exp(-gate))
+
+    HAVE_NUMBA = True
+except ImportError:  # the torch version below is the fallback
+    HAVE_NUMBA = False
+
+
+def _numba_ok(mixer, hidden_states, conv_state, ssm_state) -> bool:
+    tensors = (hidden_states, conv_state, ssm_state, mixer.in_proj.weight)
+    return (
+        HAVE_NUMBA
+        and all(t.dtype == torch.float32 for t in tensors)
+        and mixer.conv1d.bias is not None
+        and mixer.dt_proj.bias is not None
+        and conv_state.is_contiguous()
+        and ssm_state.is_contiguous()
+    )
+
+
+def numba_step(
+    mixer: torch.nn.Module,
+    hidden_states: torch.Tensor,
+    conv_state: torch.Tensor,
+    ssm_state: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`fused_step` with the conv and the SSM update as two numba kernels."""
+    x = hidden_states[:, 0]  # (B, D)
+    xz = F.linear(x, mixer.in_proj.weight, mixer.in_proj.bias)  # (B, 2E)
+    u_new, z = xz.chunk(2, dim=-1)  # (B, E), (B, E)
+    u = torch.empty_like(u_new)  # (B, E)
+    _conv_silu(
+        conv_state.numpy(),
+        u_new.numpy(),
+        _weights(mixer, "conv_w", lambda: mixer.conv1d.weight[:, 0]),
+        _weights(mixer, "conv_b", lambda: mixer.conv1d.bias),
+        u.numpy(),
+    )
+    rank, n = mixer.time_step_rank, mixer.ssm_state_size
+    dt_r, b, c = torch.split(F.linear(u, mixer.x_proj.weight), [rank, n, n], dim=-1)
+    dt = F.linear(dt_r, mixer.dt_proj.weight)  # (B, E), bias added in the kernel
+    y = torch.empty_like(u)  # (B, E)
+    _ssm_update(
+        ssm_state.numpy(),
+        u.numpy(),
+        z.numpy(),
+        dt.numpy(),
+        _weights(mixer, "dt_b", lambda: mixer.dt_proj.bias),
+        _decay_rates(mixer).numpy(),
+        b.numpy(),
+        c.numpy(),
+        _weights(mixer, "d", lambda: mixer.D),
+        y.numpy(),
+    )
+    return F.linear(y, mixer.out_proj.weight, mixer.out_proj.bias).unsqueeze(
+        1
+    )  # (B, 1, D)
+
+
+def _weights(mixer, name: str, get) -> np.ndarray:
+    """A contiguous float32 numpy view of a parameter, cached until it changes."""
+    tensor = get()
+    key = (tensor.data_ptr(), tensor._version)
+    cache = mixer.__dict__.setdefault("_abcmamba_np", {})
+    if name not in cache or cache[name][0] != key:
+        cache[name] = (key, tensor.detach().float().contiguous().numpy())
+    return cache[name][1]
+
+
 def _fast_forward(
     self, hidden_states, cache_params=None, attention_mask=None, **kwargs
 ):
@@ -98,10 +203,73 @@ def _fast_forward(
             and (attention_mask is None or bool(attention_mask[:, -1:].all()))
         ):
             with torch.no_grad():
+                if _numba_ok(self, hidden_states, conv_state, ssm_state):
+                    return numba_step(self, hidden_states, conv_state, ssm_state)
                 return fused_step(self, hidden_states, conv_state, ssm_state)
     return type(self).forward(
         self, hidden_states, cache_params, attention_mask, **kwargs
     )
+
+
+def _mixer_step(mixer, hidden_states, conv_state, ssm_state) -> torch.Tensor:
+    if _numba_ok(mixer, hidden_states, conv_state, ssm_state):
+        return numba_step(mixer, hidden_states, conv_state, ssm_state)
+    return fused_step(mixer, hidden_states, conv_state, ssm_state)
+
+
+def _rms_norm(norm, hidden_states: torch.Tensor) -> torch.Tensor:
+    """MambaRMSNorm.forward without the module call."""
+    h = hidden_states.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    return norm.weight * h.to(hidden_states.dtype)
+
+
+def _fast_lm_forward(self, input_ids=None, attention_mask=None, inputs_embeds=None,
+                     cache_params=None, labels=None, output_hidden_states=None,
+                     return_dict=None, use_cache=None, logits_to_keep=0, **kwargs):  # fmt: skip
+    """MambaForCausalLM.forward: a cached one-token step runs as one flat loop.
+
+    The whole step (embedding, 2 x layers of norm + mixer + residual, final norm,
+    LM head) without the nested module calls, hooks and output objects of the
+    stock path, which cost more than the arithmetic for a small model on a CPU.
+    """
+    layers = self.backbone.layers
+    if (
+        input_ids is not None
+        and input_ids.shape[1] == 1
+        and inputs_embeds is None
+        and labels is None
+        and not output_hidden_states
+        and return_dict is not False
+        and cache_params is not None
+        and not self.training
+        and input_ids.device.type == "cpu"
+        and (attention_mask is None or bool(attention_mask[:, -1:].all()))
+        and not cache_params.is_recording_past(0)
+    ):
+        states = [
+            (cache_params.get_conv_state(i, 0), cache_params.get_recurrent_state(i, 0))
+            for i in range(len(layers))
+        ]
+        if all(c is not None and r is not None for c, r in states):
+            from transformers.models.mamba.modeling_mamba import MambaCausalLMOutput
+
+            with torch.no_grad():
+                hidden = self.backbone.embeddings(input_ids)  # (B, 1, D)
+                for layer, (conv_state, ssm_state) in zip(layers, states, strict=True):
+                    residual = hidden.float() if layer.residual_in_fp32 else hidden
+                    h = _rms_norm(layer.norm, hidden.to(layer.norm.weight.dtype))
+                    hidden = residual + _mixer_step(
+                        layer.mixer, h, conv_state, ssm_state
+                    )
+                hidden = _rms_norm(self.backbone.norm_f, hidden)
+                logits = self.lm_head(hidden.to(self.lm_head.weight.dtype)).float()
+            return MambaCausalLMOutput(logits=logits, cache_params=cache_params)
+    return type(self).forward(
+        self, input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+        cache_params=cache_params, labels=labels, output_hidden_states=output_hidden_states,
+        return_dict=return_dict, use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs,
+    )  # fmt: skip
 
 
 def enable_fast_decode(model: torch.nn.Module) -> int:
@@ -121,13 +289,16 @@ def enable_fast_decode(model: torch.nn.Module) -> int:
             module.forward = types.MethodType(_fast_forward, module)
             setattr(module, _ATTR, True)
             patched += 1
+    if hasattr(model, "backbone") and not getattr(model, _ATTR, False):
+        model.forward = types.MethodType(_fast_lm_forward, model)
+        setattr(model, _ATTR, True)
     logger.debug("fast decode enabled on %d Mamba mixers", patched)
     return patched
 
 
 def disable_fast_decode(model: torch.nn.Module) -> None:
     """Undo :func:`enable_fast_decode` (for comparisons against the stock path)."""
-    for module in model.modules():
+    for module in model.modules():  # includes the model itself
         if getattr(module, _ATTR, False):
             del module.forward
             setattr(module, _ATTR, False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from abcmamba import UserError
+from abcmamba import UserError, decode
 from abcmamba import generate as gen
 from abcmamba.decode import disable_fast_decode, enable_fast_decode, fused_step
 
@@ -262,8 +262,6 @@ def test_fused_decode_step_matches_stock_path(tokenizer):
         calls["fused"] += 1
         return original(*args)
 
-    import abcmamba.decode as decode
-
     decode.fused_step = counting
     try:
         fast = logits_after_steps()
@@ -271,6 +269,46 @@ def test_fused_decode_step_matches_stock_path(tokenizer):
         decode.fused_step = original
         disable_fast_decode(model)
     assert calls["fused"] == 3 * 8  # every layer, every cached step
+    assert torch.allclose(stock, fast, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not decode.HAVE_NUMBA, reason="numba not installed")
+def test_numba_decode_step_matches_stock_path_in_float32(tokenizer):
+    from transformers import MambaConfig, MambaForCausalLM
+
+    torch.manual_seed(1)
+    config = MambaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, state_size=16
+    )
+    model = MambaForCausalLM(config).eval()
+    ids = torch.randint(3, len(tokenizer), (3, 10))
+
+    def run():
+        with torch.no_grad():
+            out = model(ids[:, :4], use_cache=True)
+            cache, rows = out.cache_params, []
+            for t in range(4, 10):
+                rows.append(
+                    model(ids[:, t : t + 1], cache_params=cache, use_cache=True).logits
+                )
+        return torch.cat(rows, 1)
+
+    stock = run()
+    enable_fast_decode(model)
+    calls = Counter()
+    original = decode.numba_step
+
+    def counting(*args):
+        calls["numba"] += 1
+        return original(*args)
+
+    decode.numba_step = counting
+    try:
+        fast = run()
+    finally:
+        decode.numba_step = original
+        disable_fast_decode(model)
+    assert calls["numba"] == 2 * 6
     assert torch.allclose(stock, fast, atol=1e-5, rtol=0)
 
 
