@@ -45,10 +45,20 @@ class CpuKernelMambaMixer(mm.MambaMixer):
         hidden_states = mm.apply_mask_to_padding_states(hidden_states, attention_mask)
         xz = self.in_proj(hidden_states)  # (B, L, 2D): x, then the gate z
 
-        if cache_params is None:
+        fresh = (
+            cache_params is None or cache_params.get_conv_state(self.layer_idx) is None
+        )
+        if fresh:
             u = conv_silu(xz, self.conv1d.weight, self.conv1d.bias)  # (B, L, D)
+            if cache_params is not None:
+                # First prefill: only the cache bookkeeping is needed from the stock call.
+                cache_params.update_conv_state(
+                    xz[..., : self.intermediate_size].transpose(1, 2),
+                    self.layer_idx,
+                    conv_kernel_size=self.conv_kernel_size,
+                )
         else:
-            # Prefill: the conv state bookkeeping is exactly the stock one.
+            # Prefill after earlier tokens: the conv sees the cached left context.
             x = xz[..., : self.intermediate_size].transpose(1, 2)  # (B, D, L)
             x = cache_params.update_conv_state(
                 x, self.layer_idx, conv_kernel_size=self.conv_kernel_size
