@@ -7,6 +7,7 @@ import logging
 import signal
 import struct
 import threading
+import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,17 +103,28 @@ def _has_notes(score: music21.stream.Stream) -> bool:
     return any(True for _ in score.recurse().notes)
 
 
-def score_to_abc(score: music21.stream.Score) -> list[str]:
-    """ABC text of each score in a parsed music21 object (Score, Opus or Part)."""
-    from music21.musicxml.m21ToXml import GeneralObjectExporter
+def score_to_abc(score: music21.stream.Score, make_notation: bool = True) -> list[str]:
+    """ABC text of each score in a parsed music21 object (Score, Opus or Part).
+
+    `make_notation=False` skips music21's re-notation (measures, ties, beams,
+    courtesy accidentals) for scores read from notated files such as Humdrum:
+    the notes come out the same and export is about 3x faster.
+    """
+    from music21.musicxml.m21ToXml import GeneralObjectExporter, ScoreExporter
 
     scores = list(score.scores) if isinstance(score, music21.stream.Opus) else [score]
     tunes = []
     for one in scores:
         if not _has_notes(one):
             raise ConversionError("score has no notes")
+        xml = None
+        if not make_notation and isinstance(one, music21.stream.Score):
+            try:
+                xml = ET.tostring(ScoreExporter(one, makeNotation=False).parse())
+            except Exception:  # not fully notated after all: take the slow path
+                xml = None
         try:
-            xml = GeneralObjectExporter(one).parse()
+            xml = xml or GeneralObjectExporter(one).parse()
         except Exception as err:  # music21 raises many types on odd streams
             raise ConversionError(
                 f"music21 could not write MusicXML: {type(err).__name__}: {err}"[:200]
@@ -181,4 +193,4 @@ def score_file_to_abc(
             raise ConversionError(
                 f"unreadable Humdrum: {type(err).__name__}: {err}"[:200]
             ) from err
-        return score_to_abc(score)
+        return score_to_abc(score, make_notation=False)
