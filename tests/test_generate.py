@@ -409,3 +409,49 @@ def test_write_formats_converts_a_valid_tune_and_logs_skips(
     written, skipped = gen.write_formats(tune, tmp_path / "tune_2")
     assert skipped["svg"] == "verovio exploded" and skipped["png"] == "no SVG to render"
     assert "mid" in written and "verovio exploded" in caplog.text
+
+
+@pytest.mark.parametrize("arch", ["mamba", "llama"])
+def test_finished_rows_leave_the_cache_without_disturbing_others(
+    arch, tokenizer, monkeypatch
+):
+    model = _tiny(arch, tokenizer, seed=2)
+    enable_fast_decode(model)
+    gen_ = torch.Generator().manual_seed(0)
+    alone = gen.sample_batch(
+        model,
+        tokenizer,
+        "X:1\n",
+        [],
+        set(),
+        1,
+        gen_,
+        temperature=0.0,
+        max_new_tokens=25,
+    )
+    calls = Counter()
+    original = gen._sample
+
+    def first_row_stops(logits, *args):
+        calls["n"] += 1
+        picked = original(logits, *args)
+        if (
+            calls["n"] == 3
+        ):  # row 0 ends at step 3; rows 1 and 2 go on in a smaller batch
+            picked[0] = tokenizer.eos_token_id
+        return picked
+
+    monkeypatch.setattr(gen, "_sample", first_row_stops)
+    batch = gen.sample_batch(
+        model,
+        tokenizer,
+        "X:1\n",
+        [],
+        set(),
+        3,
+        gen_,
+        temperature=0.0,
+        max_new_tokens=25,
+    )
+    assert batch[0][2] is True and batch[0][1] == 3  # finished after 3 tokens
+    assert batch[1] == alone[0] and batch[2] == alone[0]
