@@ -61,6 +61,17 @@ def _warm_up(dtype: torch.dtype) -> None:
     y.sum().backward()
 
 
+def _ready():
+    """The loaded kernel module, with numba's thread count following torch's."""
+    import numba
+
+    # Respect torch.set_num_threads (e.g. one thread per process under DDP).
+    wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != wanted:
+        numba.set_num_threads(wanted)
+    return _kernels
+
+
 def _np(t: torch.Tensor):
     """A numpy view of a contiguous CPU tensor (no copy)."""
     return t.detach().numpy()
@@ -71,7 +82,7 @@ class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, a, bm, cm, d_skip, xz):
-        nk = _kernels
+        nk = _ready()
         batch, seqlen, dim = u.shape
         nstate = a.shape[1]
         u, delta, bm, cm, xz = (t.contiguous() for t in (u, delta, bm, cm, xz))
@@ -101,7 +112,7 @@ class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy, _glast):
-        nk = _kernels
+        nk = _ready()
         u, delta, a_t, bm, cm, d_skip, xz, ckpt = ctx.saved_tensors
         batch, seqlen, dim = u.shape
         nstate = a_t.shape[0]
@@ -144,7 +155,7 @@ class ConvSiluFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xz, weight, bias):
-        nk = _kernels
+        nk = _ready()
         batch, seqlen, dim2 = xz.shape
         dim = dim2 // 2
         xz = xz.contiguous()
@@ -160,7 +171,7 @@ class ConvSiluFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gu):
-        nk = _kernels
+        nk = _ready()
         xz, w, b = ctx.saved_tensors
         batch, _, dim2 = xz.shape
         dim = dim2 // 2
