@@ -717,16 +717,19 @@ def train(config: TrainConfig) -> dict:
             tok_s = seg_tokens / max(1e-9, time.time() - seg_start)
             if (
                 not state["calibrated"]
-                and step == 5
+                and step in (5, 25)
                 and budget_s < math.inf
                 and step < schedule.total
             ):
-                # fit the cosine to the time budget from the measured speed
-                per_step = elapsed / step
-                schedule.total = max(
-                    step + 1, min(schedule.total, int(budget_s / per_step))
-                )
-                state["calibrated"] = True
+                # fit the cosine to the time budget from the measured speed; once
+                # early, then again from steps 5..25 (first steps pay for compiling)
+                if step == 5:
+                    per_step, state["t5"] = elapsed / step, elapsed
+                else:
+                    per_step = (elapsed - state["t5"]) / 20
+                    state["calibrated"] = True
+                fit = step + int((budget_s - elapsed) / per_step)
+                schedule.total = max(step + 1, min(epoch_steps, fit))
                 bar.total = schedule.total
                 logger.info(
                     "%.2f s/step: %d steps fit in %.0f minutes",

@@ -235,3 +235,17 @@ def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
     metrics = run_record(run)["metrics"]
     assert metrics["num_processes"] == 2 and metrics["steps"] == 4
     assert metrics["train_loss"] < metrics["first_train_loss"]
+
+
+def test_time_budget_stops_training(corpus, tmp_path):
+    run = tmp_path / "budget"
+    # a later --max-minutes overrides the one in FAST
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-minutes", "0.05"]
+    assert (
+        train.main(args + ["--epochs", "50", "--n-samples", "0", "--save-every", "0"])
+        == 0
+    )
+    metrics = run_record(run)["metrics"]
+    # 50 epochs are ~4500 steps: only the 3-second budget can have stopped it
+    assert 1 <= metrics["steps"] < 4000
+    assert metrics["train_seconds"] < 3 + 10
