@@ -210,6 +210,14 @@ def test_header_part_order_is_played(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_sections_inside_ordered_parts_repeat_like_abc2midi(tmp_path):
+    # With a header P: order abc2midi does not repeat a second section that
+    # lacks its |: (without P: it does, see the test above).
+    abc = tune("P:A\nC8 :|\nD8 | E8 :|\nP:B\nF8 |]", "M:4/4\nL:1/8\nP:AB\nK:C")
+    assert pitches(abc, tmp_path) == [60, 60, 62, 64, 65]
+    agrees_with_abc2midi(abc)
+
+
 def test_part_played_again_keeps_its_own_key(tmp_path):
     abc = tune("P:A\nB8 |]\nP:B\nK:Gm\nB8 |]", "M:4/4\nL:1/8\nP:ABA\nK:G")
     assert pitches(abc, tmp_path) == [71, 70, 71]

@@ -227,12 +227,15 @@ def _bar_features(token: Token) -> list[str]:
     return features + ([PLAY_ON_REP] if token.endings else [])
 
 
-def _features(tokens: list[Token]) -> list[tuple[str, str, tuple[int, ...]]]:
+def _features(
+    tokens: list[Token], insert_starts: bool = True
+) -> list[tuple[str, str, tuple[int, ...]]]:
     """(kind, music text, endings) items; kind is "music" or a bar feature.
 
     Like abc2midi's parser, a section that repeats (`:|`) or has a first
     ending without its own `|:` gets one inserted after the previous plain
-    `:|` (one not followed by an ending number).
+    `:|` (one not followed by an ending number); not in a tune played by
+    header `P:` order (insert_starts=False), where abc2midi does not.
     """
     items: list[tuple[str, str, tuple[int, ...]]] = []
     expect_repeat = False
@@ -245,7 +248,12 @@ def _features(tokens: list[Token]) -> list[tuple[str, str, tuple[int, ...]]]:
             opens_section = feature == REP_BAR or (
                 feature == PLAY_ON_REP and 1 in token.endings
             )
-            if opens_section and not expect_repeat and after_plain_rep_bar is not None:
+            if (
+                insert_starts
+                and opens_section
+                and not expect_repeat
+                and after_plain_rep_bar is not None
+            ):
                 items.insert(after_plain_rep_bar, (BAR_REP, "", ()))
                 expect_repeat, after_plain_rep_bar = True, None
             if feature in (BAR_REP, DOUBLE_REP):
@@ -257,7 +265,7 @@ def _features(tokens: list[Token]) -> list[tuple[str, str, tuple[int, ...]]]:
     return items
 
 
-def _expand(tokens: list[Token]) -> list[str]:
+def _expand(tokens: list[Token], insert_starts: bool = True) -> list[str]:
     """Play one voice through its repeats and endings exactly as abc2midi does.
 
     abc2midi's rules, including its handling of sloppy repeats: the tune
@@ -265,7 +273,7 @@ def _expand(tokens: list[Token]) -> list[str]:
     played second ending raised the pass limit; a skipped ending stops at the
     next `:|`, `|:`, `||`, `|]`, `[|` or ending, and that bar is not acted on.
     """
-    items = _features(tokens)
+    items = _features(tokens, insert_starts)
     out: list[str] = []
 
     sounded = [False]  # a note or rest since the last "|"
@@ -375,12 +383,12 @@ def expand_repeats(abc: str) -> str:
         out = list(header)
         for name in order:
             section = "\n".join(header + sections[name])
-            out += split_header(_expand_voices(section))[1]
+            out += split_header(_expand_voices(section, insert_starts=False))[1]
         return "\n".join(out) + "\n"
     return _expand_voices(abc)
 
 
-def _expand_voices(abc: str) -> str:
+def _expand_voices(abc: str, insert_starts: bool = True) -> str:
     header, body = split_header(abc)
     order, heads, tokens = _voices(body)
     out = list(header)
@@ -389,6 +397,6 @@ def _expand_voices(abc: str) -> str:
             out.append(heads[voice_id])
         elif voice_id:
             out.append(f"V:{voice_id}")
-        text = "".join(_expand(tokens[voice_id]))
+        text = "".join(_expand(tokens[voice_id], insert_starts))
         out.extend(line for line in text.splitlines() if line.strip())
     return "\n".join(out) + "\n"
