@@ -154,6 +154,13 @@ def test_decoration_before_the_first_bar_line_is_not_a_bar_of_rest(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_staccato_notes_sound_half_their_length(tmp_path):
+    # abc2midi plays a staccato note (not a staccato chord) for half its length.
+    abc = tune(".A2 .B2 c2 .d2 | .[CEG]4 z4 |")
+    assert [n[2] for n in midi_notes(abc, tmp_path)] == [0.5, 0.5, 1.0, 0.5, 2, 2, 2]
+    agrees_with_abc2midi(abc)
+
+
 def test_ties_join_notes_across_the_bar(tmp_path):
     abc = tune("A4 B4- | B2 c6 |")
     assert midi_notes(abc, tmp_path) == [(0.0, 69, 2.0), (2.0, 71, 3.0), (5.0, 72, 3.0)]

@@ -94,8 +94,14 @@ def _unplayed(element: music21.base.Music21Object) -> bool:
 
 
 def playable(score: music21.stream.Score) -> music21.stream.Score:
-    """Strip what music21's MIDI writer plays wrongly from a repeat-expanded score."""
+    """Ready a repeat-expanded score for music21's MIDI writer, as abc2midi plays it."""
     for element in list(score.recurse()):
         if _unplayed(element):
             element.activeSite.remove(element)
+        elif isinstance(element, music21.note.Note) and any(
+            isinstance(a, music21.articulations.Staccato) for a in element.articulations
+        ):
+            # A staccato note (not a chord) sounds for half its length, as
+            # abc2midi plays it; the next note keeps its offset.
+            element.quarterLength = element.quarterLength / 2
     return score

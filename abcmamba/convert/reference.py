@@ -5,7 +5,7 @@ times in quarter notes, so tempo, velocity, channel and track layout do not
 matter. abc2midi is run with ``-NGUI -NGRA -NFER`` (no guitar-chord
 accompaniment, grace notes or fermata lengthening) and the tune is stripped of
 performance-only decorations first (see :func:`reference_abc`): rolls,
-trills, staccato, chord arpeggiation and hornpipe swing are abc2midi's own
+trills, chord arpeggiation and hornpipe swing are abc2midi's own
 realisation, not notes written in the score; music21, MusicXML and engraving
 keep them as marks.
 Repeats are expanded on both sides, as abc2midi and any player does.
@@ -32,11 +32,11 @@ ABC2MIDI_FLAGS = ("-NGUI", "-NGRA", "-NFER", "-silent")
 ABC2MIDI_TIMEOUT_S = 30
 
 # Decorations abc2midi turns into extra or shortened notes: rolls, trills,
-# mordents/turns and staccato.  Their notated pitch and length stay.
+# mordents and turns.  Their notated pitch and length stay.
 _PERFORMANCE_DECORATIONS = re.compile(
     r"!(?:trill|roll|turn|turnx|invertedturn|invertedturnx|mordent|lowermordent|"
-    r"uppermordent|pralltriller|shortphrase|mediumphrase|longphrase|staccato|"
-    r"tenuto|arpeggio|slide|breath|\+)!"
+    r"uppermordent|pralltriller|shortphrase|mediumphrase|longphrase|"
+    r"arpeggio|slide|breath|\+)!"
 )
 
 
@@ -83,14 +83,14 @@ def reference_abc(abc: str) -> str:
             body_lines.append(line)
             continue
         line = _PERFORMANCE_DECORATIONS.sub("", line)
-        line = _strip_outside_quotes(line, "~T.")
+        line = _strip_outside_quotes(line, "~T")
         body_lines.append(line)
     return "\n".join(body_lines) + "\n"
 
 
 def _strip_outside_quotes(line: str, chars: str) -> str:
-    # `~`, `T` (trill) and `.` (staccato) are only decorations outside chord
-    # symbols and !...! marks; `.` inside `!...!` or "..." is text.
+    # `~` (roll) and `T` (trill) are only decorations outside chord symbols
+    # and !...! marks.
     out = []
     in_quote = in_bang = False
     for i, ch in enumerate(line):
