@@ -181,6 +181,10 @@ class TrainConfig:
             "help": "quick validation bpc every N steps on --eval-tunes tunes (0 = off)"
         },
     )
+    eval_batch_size: int = field(
+        default=16,
+        metadata={"help": "windows per forward pass when measuring validation bpc"},
+    )
     eval_tunes: int = field(
         default=100,
         metadata={"help": "validation tunes used by the periodic quick evaluation"},
@@ -764,7 +768,7 @@ def train(config: TrainConfig) -> dict:
                     val_texts[: config.eval_tunes],
                     accelerator,
                     config.block_size,
-                    config.batch_size,
+                    config.eval_batch_size,
                 )
                 accelerator.log(
                     {"val/bpc": quick["bpc"], "val/loss": quick["loss"]}, step=step
@@ -819,7 +823,7 @@ def finish(
     )
     t0 = time.time()
     result = evaluate_bpc(
-        model, tokenizer, texts, accelerator, config.block_size, config.batch_size
+        model, tokenizer, texts, accelerator, config.block_size, config.eval_batch_size
     )
     logger.info(
         "validation: %.4f bits/char, %.4f nats/token over %d tunes (%.0f s)",
