@@ -244,12 +244,13 @@ def _sample(
 
 
 def _step(model, input_ids: torch.Tensor, cache):
-    """One forward with the model's cache; returns last-position logits and the cache."""
+    """One forward with the cache: last-position logits (on the CPU, where the sampling
+    generator lives) and the cache."""
     if getattr(model.config, "model_type", "").startswith("mamba"):
         out = model(input_ids=input_ids, cache_params=cache, use_cache=True)
-        return out.logits[:, -1].float(), out.cache_params
+        return out.logits[:, -1].float().cpu(), out.cache_params
     out = model(input_ids=input_ids, past_key_values=cache, use_cache=True)
-    return out.logits[:, -1].float(), out.past_key_values
+    return out.logits[:, -1].float().cpu(), out.past_key_values
 
 
 def _tune_end(text: str, body_from: int) -> int | None:
@@ -582,8 +583,8 @@ def load_model(dir_or_repo: str, device: str | None = None):
             from abcmamba.modeling import configure_scan_path
 
             configure_scan_path(model, "auto")  # fast prefill where a CPU scan exists
-        except ImportError:
-            pass
+        except Exception as err:  # a missing/broken kernel only costs prefill speed
+            logger.warning("fast prefill not available (%s); using the stock scan", err)
     return model, tokenizer
 
 
