@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from abcmamba.compat import CACHE_KWARG, cache_kwargs, mixer_cache, mixer_mask
+
 logger = logging.getLogger(__name__)
 
 _ATTR = "_abcmamba_fast_decode"
@@ -182,19 +184,19 @@ def _weights(mixer, name: str, get) -> np.ndarray:
     return cache[name][1]
 
 
-def _fast_forward(
-    self, hidden_states, cache_params=None, attention_mask=None, **kwargs
-):
+def _fast_forward(self, hidden_states, *args, **kwargs):
     """MambaMixer.forward that takes the fused path for cached single-token steps."""
+    cache = mixer_cache(args, kwargs)
+    attention_mask = mixer_mask(args, kwargs)
     if (
-        cache_params is not None
+        cache is not None
         and hidden_states.shape[1] == 1
         and not self.training
         and hidden_states.device.type == "cpu"
-        and not cache_params.is_recording_past(self.layer_idx)
+        and not cache.is_recording_past(self.layer_idx)
     ):
-        conv_state = cache_params.get_conv_state(self.layer_idx, state_idx=0)
-        ssm_state = cache_params.get_recurrent_state(self.layer_idx, state_idx=0)
+        conv_state = cache.get_conv_state(self.layer_idx, state_idx=0)
+        ssm_state = cache.get_recurrent_state(self.layer_idx, state_idx=0)
         # a padded row is never fed one token at a time with a mask of 0 in our use,
         # but honour a mask that says so by taking the stock path
         if (
@@ -206,9 +208,7 @@ def _fast_forward(
                 if _numba_ok(self, hidden_states, conv_state, ssm_state):
                     return numba_step(self, hidden_states, conv_state, ssm_state)
                 return fused_step(self, hidden_states, conv_state, ssm_state)
-    return type(self).forward(
-        self, hidden_states, cache_params, attention_mask, **kwargs
-    )
+    return type(self).forward(self, hidden_states, *args, **kwargs)
 
 
 def _mixer_step(mixer, hidden_states, conv_state, ssm_state) -> torch.Tensor:
@@ -224,9 +224,7 @@ def _rms_norm(norm, hidden_states: torch.Tensor) -> torch.Tensor:
     return norm.weight * h.to(hidden_states.dtype)
 
 
-def _fast_lm_forward(self, input_ids=None, attention_mask=None, inputs_embeds=None,
-                     cache_params=None, labels=None, output_hidden_states=None,
-                     return_dict=None, use_cache=None, logits_to_keep=0, **kwargs):  # fmt: skip
+def _fast_lm_forward(self, input_ids=None, *args, **kwargs):
     """MambaForCausalLM.forward: a cached one-token step runs as one flat loop.
 
     The whole step (embedding, 2 x layers of norm + mixer + residual, final norm,
@@ -234,21 +232,24 @@ def _fast_lm_forward(self, input_ids=None, attention_mask=None, inputs_embeds=No
     stock path, which cost more than the arithmetic for a small model on a CPU.
     """
     layers = self.backbone.layers
+    cache = kwargs.get(CACHE_KWARG)
+    attention_mask = kwargs.get("attention_mask")
     if (
-        input_ids is not None
+        not args
+        and input_ids is not None
         and input_ids.shape[1] == 1
-        and inputs_embeds is None
-        and labels is None
-        and not output_hidden_states
-        and return_dict is not False
-        and cache_params is not None
+        and kwargs.get("inputs_embeds") is None
+        and kwargs.get("labels") is None
+        and not kwargs.get("output_hidden_states")
+        and kwargs.get("return_dict") is not False
+        and cache is not None
         and not self.training
         and input_ids.device.type == "cpu"
         and (attention_mask is None or bool(attention_mask[:, -1:].all()))
-        and not cache_params.is_recording_past(0)
+        and not cache.is_recording_past(0)
     ):
         states = [
-            (cache_params.get_conv_state(i, 0), cache_params.get_recurrent_state(i, 0))
+            (cache.get_conv_state(i, 0), cache.get_recurrent_state(i, 0))
             for i in range(len(layers))
         ]
         if all(c is not None and r is not None for c, r in states):
@@ -264,12 +265,8 @@ def _fast_lm_forward(self, input_ids=None, attention_mask=None, inputs_embeds=No
                     )
                 hidden = _rms_norm(self.backbone.norm_f, hidden)
                 logits = self.lm_head(hidden.to(self.lm_head.weight.dtype)).float()
-            return MambaCausalLMOutput(logits=logits, cache_params=cache_params)
-    return type(self).forward(
-        self, input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
-        cache_params=cache_params, labels=labels, output_hidden_states=output_hidden_states,
-        return_dict=return_dict, use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs,
-    )  # fmt: skip
+            return MambaCausalLMOutput(logits=logits, **cache_kwargs(cache))
+    return type(self).forward(self, input_ids, *args, **kwargs)
 
 
 def enable_fast_decode(model: torch.nn.Module) -> int:

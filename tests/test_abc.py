@@ -223,7 +223,11 @@ def test_fingerings_become_annotations_and_unknown_symbols_go():
     abc = 'X:1\nM:2/4\nL:1/8\nK:G\nuG"4"A kB"Am"c|"D.C."d4|]\n'
     result = normalize(abc)
     assert '"^4"A' in result.abc and '"^D.C."d4' in result.abc
-    assert '"Am"c' in result.abc and "uG" in result.abc and "k" not in result.abc.split("K:G")[1]
+    assert (
+        '"Am"c' in result.abc
+        and "uG" in result.abc
+        and "k" not in result.abc.split("K:G")[1]
+    )
 
 
 def test_user_defined_symbols_are_expanded():

@@ -11,6 +11,7 @@ import torch
 
 from abcmamba import UserError, decode
 from abcmamba import generate as gen
+from abcmamba.compat import cache_kwargs, output_cache
 from abcmamba.decode import disable_fast_decode, enable_fast_decode, fused_step
 
 DATA = Path(__file__).parent / "data"
@@ -247,9 +248,9 @@ def test_fused_decode_step_matches_stock_path(tokenizer):
     def logits_after_steps():
         with torch.no_grad():
             out = model(ids, use_cache=True)
-            cache, rows = out.cache_params, [out.logits[:, -1]]
+            cache, rows = output_cache(out), [out.logits[:, -1]]
             for t in range(8):
-                out = model(ids[:, t : t + 1], cache_params=cache, use_cache=True)
+                out = model(ids[:, t : t + 1], **cache_kwargs(cache), use_cache=True)
                 rows.append(out.logits[:, -1])
         return torch.stack(rows)
 
@@ -286,10 +287,12 @@ def test_numba_decode_step_matches_stock_path_in_float32(tokenizer):
     def run():
         with torch.no_grad():
             out = model(ids[:, :4], use_cache=True)
-            cache, rows = out.cache_params, []
+            cache, rows = output_cache(out), []
             for t in range(4, 10):
                 rows.append(
-                    model(ids[:, t : t + 1], cache_params=cache, use_cache=True).logits
+                    model(
+                        ids[:, t : t + 1], **cache_kwargs(cache), use_cache=True
+                    ).logits
                 )
         return torch.cat(rows, 1)
 

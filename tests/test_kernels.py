@@ -16,6 +16,7 @@ from safetensors.torch import load_file  # noqa: E402
 from transformers import MambaConfig, MambaForCausalLM  # noqa: E402
 
 import abcmamba.kernels as kernels  # noqa: E402
+from abcmamba.compat import cache_kwargs, output_cache  # noqa: E402
 from abcmamba.kernels import functions  # noqa: E402
 
 REL_TOL = 1e-5
@@ -196,11 +197,11 @@ def test_prefill_with_cache_and_generation_match_stock(prompt_len):
         out_f = fast(ids, use_cache=True)
         assert rel_err(out_f.logits, out_r.logits) < REL_TOL
         for layer in range(ref.config.num_hidden_layers):
-            cs_r = out_r.cache_params.get_conv_state(layer)
-            cs_f = out_f.cache_params.get_conv_state(layer)
+            cs_r = output_cache(out_r).get_conv_state(layer)
+            cs_f = output_cache(out_f).get_conv_state(layer)
             assert cs_f.shape == cs_r.shape and rel_err(cs_f, cs_r) < REL_TOL
-            ss_r = out_r.cache_params.get_recurrent_state(layer)
-            ss_f = out_f.cache_params.get_recurrent_state(layer)
+            ss_r = output_cache(out_r).get_recurrent_state(layer)
+            ss_f = output_cache(out_f).get_recurrent_state(layer)
             assert ss_f.shape == ss_r.shape and rel_err(ss_f, ss_r) < REL_TOL
         gen_r = ref.generate(ids[:1], max_new_tokens=8, do_sample=False)
         gen_f = fast.generate(ids[:1], max_new_tokens=8, do_sample=False)
@@ -248,7 +249,7 @@ def test_second_chunk_with_cache_matches_stock():
     logits = []
     with torch.no_grad():
         for model in (ref, fast):
-            cache = model(first, use_cache=True).cache_params
-            out = model(second, cache_params=cache, use_cache=True)
+            cache = output_cache(model(first, use_cache=True))
+            out = model(second, **cache_kwargs(cache), use_cache=True)
             logits.append(out.logits)
     assert rel_err(logits[1], logits[0]) < REL_TOL

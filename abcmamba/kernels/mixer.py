@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.mamba import modeling_mamba as mm
 
+from abcmamba.compat import mixer_cache, mixer_mask
 from abcmamba.kernels.functions import conv_silu, selective_scan
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -35,12 +36,12 @@ class CpuKernelMambaMixer(mm.MambaMixer):
         # Decode steps (one token with a cache) use the stock recurrent update.
         return not (cache_params is not None and hidden_states.shape[1] == 1)
 
-    def forward(self, hidden_states, cache_params=None, attention_mask=None, **kwargs):
-        """Same contract and result as MambaMixer.forward."""
+    def forward(self, hidden_states, *args, **kwargs):
+        """Same contract and result as MambaMixer.forward(hidden_states, cache, mask)."""
+        cache_params = mixer_cache(args, kwargs)
+        attention_mask = mixer_mask(args, kwargs)
         if not self.uses_kernel(hidden_states, cache_params):
-            return super().forward(
-                hidden_states, cache_params, attention_mask, **kwargs
-            )
+            return super().forward(hidden_states, *args, **kwargs)
         seq_len = hidden_states.shape[1]
         hidden_states = mm.apply_mask_to_padding_states(hidden_states, attention_mask)
         xz = self.in_proj(hidden_states)  # (B, L, 2D): x, then the gate z

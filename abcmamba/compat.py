@@ -1,0 +1,54 @@
+"""The cache argument of causal LMs across transformers versions.
+
+transformers 5.24 renamed the ``cache_params`` argument and output field of the
+Mamba classes, and ``past_key_values`` of the Transformers, to ``cache`` (the
+old keywords still work, with a warning, until 5.40).  Code that passes or
+reads a cache goes through these helpers so it runs on either side of the rename.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from transformers.models.mamba import modeling_mamba
+
+CACHE_KWARG = (
+    "cache"
+    if "cache" in inspect.signature(modeling_mamba.MambaMixer.forward).parameters
+    else "cache_params"
+)
+"""The keyword (and output field) that carries a Mamba model's recurrent cache."""
+
+
+def cache_name(model: Any = None) -> str:
+    """The forward keyword and output field of ``model``'s cache (Mamba if None)."""
+    if model is None:
+        return CACHE_KWARG
+    forward = inspect.signature(type(model).forward).parameters
+    for name in ("cache", "cache_params", "past_key_values"):
+        if name in forward:
+            return name
+    raise TypeError(f"{type(model).__name__}.forward takes no cache argument")
+
+
+def cache_kwargs(cache: Any, model: Any = None) -> dict[str, Any]:
+    """``{"cache": cache}`` (or the older name), for a forward call of ``model``."""
+    return {cache_name(model): cache}
+
+
+def output_cache(output: Any, model: Any = None) -> Any:
+    """The cache in ``model``'s forward output."""
+    return getattr(output, cache_name(model))
+
+
+def mixer_cache(args: tuple, kwargs: dict) -> Any:
+    """The cache given to ``MambaMixer.forward(hidden_states, cache, attention_mask)``."""
+    if args:
+        return args[0]
+    return kwargs.get("cache", kwargs.get("cache_params"))
+
+
+def mixer_mask(args: tuple, kwargs: dict) -> Any:
+    """The attention mask given to ``MambaMixer.forward``."""
+    return args[1] if len(args) > 1 else kwargs.get("attention_mask")
