@@ -30,6 +30,7 @@ from abcmamba.convert import (
     score_to_abc,
     svg_to_png,
 )
+from abcmamba.convert.abcread import abc_to_musicxml_text
 from abcmamba.convert.reference import (
     abc2midi_available,
     abc2midi_notes,
@@ -262,14 +263,22 @@ def test_musicxml_svg_png_outputs(tmp_path):
     xml = abc_to_musicxml(abc, tmp_path / "kesh.musicxml")
     reread = music21.converter.parse(xml)
     assert len(reread.recurse().notes) == 92
+    assert re.findall(r"<sign>(\w)</sign>", xml.read_text()) == ["G"]  # default clef
     svg = abc_to_svg(abc, tmp_path / "kesh.svg")
     assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert 'class="clef' in svg.read_text()  # engraved with a clef
     try:
         import cairosvg  # noqa: F401
     except (ImportError, OSError) as err:  # OSError: no libcairo2 on the system
         pytest.skip(f"cairosvg unusable: {err}")
     png = svg_to_png(svg, tmp_path / "kesh.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_explicit_clefs_are_kept_and_none_added():
+    abc = "X:1\nM:4/4\nL:1/4\nV:1\nV:2 clef=bass\nK:C\n[V:1]c d e f|[V:2]C, D, E, F,|\n"
+    xml = abc_to_musicxml_text(abc)
+    assert re.findall(r"<sign>(\w)</sign>", xml) == ["G", "F"]
 
 
 def test_tune_without_key_is_a_conversion_error(tmp_path):

@@ -15,6 +15,7 @@ MusicXML, which it reads well.  tests/test_convert.py has one tune per fault.
 from __future__ import annotations
 
 import logging
+from xml.etree import ElementTree
 
 import music21
 
@@ -50,10 +51,38 @@ def abc_to_musicxml_text(abc: str) -> str:
         )
     if messages:
         logger.debug("abc2xml: %s", messages)
+    add_default_clefs(docs[0])
     xml = abc2xml.fixDoctype(docs[0])
     if "<note" not in xml:
         raise ConversionError("tune has no notes")
     return xml
+
+
+# MusicXML's order of the children of <attributes> that may come before <clef>
+_BEFORE_CLEF = ("footnote", "level", "divisions", "key", "time", "staves", "part-symbol", "instruments")  # fmt: skip
+
+
+def add_default_clefs(score) -> None:
+    """Give a treble clef to every part that starts without one, in place.
+
+    abc2xml writes a <clef> only for an explicit ``clef=`` (ABC's default is
+    treble), and engravers such as verovio then draw staves with no clef.
+    """
+    for part in score.iter("part"):
+        measure = part.find("measure")
+        if measure is None or part.find("measure/attributes/clef") is not None:
+            continue
+        attributes = measure.find("attributes")
+        if attributes is None:
+            attributes = ElementTree.Element("attributes")
+            measure.insert(0, attributes)
+        if attributes.find("staves") is not None:
+            continue  # a grand staff needs a clef per staff; leave it to the reader
+        at = sum(1 for child in attributes if child.tag in _BEFORE_CLEF)
+        clef = ElementTree.Element("clef")
+        ElementTree.SubElement(clef, "sign").text = "G"
+        ElementTree.SubElement(clef, "line").text = "2"
+        attributes.insert(at, clef)
 
 
 def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
