@@ -296,7 +296,8 @@ def _hub_tokenizer(repo_id: str):
 
 def tokenize_tunes(texts: list[str], tokenizer) -> list[list[int]]:
     """BOS + tune + EOS for every tune (BOS comes from the post-processor)."""
-    ids = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    # verbose=False: long tunes are cut into blocks later, not fed whole to the model
+    ids = tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
     return [seq + [tokenizer.eos_token_id] for seq in ids]
 
 

@@ -9,6 +9,7 @@ import unicodedata
 from pathlib import Path
 
 from abcmamba import UserError
+from abcmamba.abc.text import read_abc_file, split_tunes
 from abcmamba.convert.render import abc_to_midi, abc_to_musicxml, abc_to_svg, svg_to_png
 from abcmamba.convert.scores import (
     DEFAULT_TIMEOUT_S,
@@ -45,25 +46,6 @@ def slugify(text: str, max_len: int = 60) -> str:
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     text = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
     return text[:max_len].rstrip("-")
-
-
-def _split_tunes(text: str) -> list[str]:
-    try:
-        from abcmamba.abc import split_tunes
-    except ImportError:  # the ABC toolkit is optional for this command
-        split_tunes = None
-    if split_tunes is not None:
-        return split_tunes(text)
-    chunks = re.split(r"(?m)^(?=X:)", text)
-    return [c.strip() + "\n" for c in chunks if c.lstrip().startswith("X:")]
-
-
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
 
 
 def _title(tune: str) -> str:
@@ -129,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     used: set[str] = set()
     for path in paths:
         if path.suffix.lower() in ABC_SUFFIXES:
-            tunes = _split_tunes(_read_text(path))
+            tunes = [t for t in split_tunes(read_abc_file(path)) if t.strip()]
             if not tunes:
                 logger.error("%s: no tunes (no X: line)", path)
                 rows.append((path.name, "-", "failed", "no tunes"))

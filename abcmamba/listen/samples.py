@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from abcmamba import UserError
+from abcmamba.abc.text import read_abc_file, split_tunes
 from abcmamba.listen.midi import strip_midi_text
 
 logger = logging.getLogger(__name__)
@@ -71,25 +72,6 @@ def parse_samples_arg(value: str) -> tuple[Path, str]:
     return path, label
 
 
-def _split_tunes(text: str) -> list[str]:
-    try:
-        from abcmamba.abc import split_tunes
-    except ImportError:  # the shared ABC module is optional here
-        split_tunes = None
-    if split_tunes is not None:
-        return [t for t in split_tunes(text) if t.strip()]
-    chunks = re.split(r"\n\s*\n", text.replace("\r\n", "\n"))
-    return [c.strip() + "\n" for c in chunks if re.search(r"^X:", c, re.M)]
-
-
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
 def blind_abc(abc: str) -> str:
     """The tune without header fields that name its title, composer or origin."""
     lines = []
@@ -115,7 +97,7 @@ def find_samples(
             suffix = path.suffix.lower()
             rel = path.relative_to(folder).with_suffix("").as_posix()
             if suffix == ".abc":
-                tunes = _split_tunes(_read_text(path))
+                tunes = [t for t in split_tunes(read_abc_file(path)) if t.strip()]
                 if not tunes:
                     logger.warning("skipping %s: no tune (no X: line)", path)
                     continue
