@@ -115,6 +115,15 @@ def test_inline_fields_decorations_and_lyrics():
     assert validate(tune.abc) == []
 
 
+def test_old_plus_decorations_become_bang_decorations():
+    abc = "X:1\nM:4/4\nL:1/8\nK:G\n+trill+G2 AB c2 BA | +fermata+G8 |\nGABc dedB | G8 |]\n"
+    tune = normalize(abc)
+    assert "!trill!G2" in tune.abc and "!fermata!G8" in tune.abc
+    assert "+" not in tune.abc
+    assert normalize(tune.abc).abc == tune.abc
+    assert validate(tune.abc) == []
+
+
 def test_layout_linebreak_symbol_removed():
     maggie = normalize(wild_tunes()[1])
     assert "$" not in maggie.abc

@@ -252,6 +252,9 @@ def _add_music(
             pieces.append(symbols[tok.text])
         elif tok.kind == "symbol" and tok.text not in DEFAULT_SYMBOLS:
             continue  # an undefined decoration letter: readers reject it
+        elif tok.kind == "decoration" and tok.text.startswith("+"):
+            # ABC 2.0's +trill+ is the deprecated spelling of !trill!
+            pieces.append(f"!{tok.text[1:-1]}!" if len(tok.text) > 2 else "")
         elif tok.kind == "string" and not _CHORD_OR_ANNOTATION.match(tok.text):
             pieces.append(f'"^{tok.text[1:]}')  # text such as a fingering "4"
         elif tok.kind == "unknown" and tok.text in "$!":
