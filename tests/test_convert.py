@@ -305,6 +305,51 @@ def test_midi_of_a_real_tune_to_abc():
     assert sounding(score)[:6] == [67, 69, 67, 67, 69, 71]
 
 
+def _type0_midi_with_drums() -> bytes:
+    """A type-0 file as keyboards and sequencers write them: melody and chords on
+    channel 1, a drum beat on channel 10, all in one track, played off the grid."""
+    rng = random.Random(1)
+    tpq, events = 480, [(0, b"\xff\x51\x03\x07\xa1\x20")]  # tempo 120
+    scale = [62, 64, 66, 67, 69, 71, 73, 74]
+    for i, pitch in enumerate(scale + scale[::-1]):
+        on = max(0, i * tpq // 2 + rng.randint(-15, 15))
+        events += [(on, bytes([0x90, pitch, 80])), (on + 200, bytes([0x80, pitch, 0]))]
+        if i % 4 == 0:
+            for low in (50, 54, 57):
+                events += [
+                    (on, bytes([0x90, low, 70])),
+                    (on + 900, bytes([0x80, low, 0])),
+                ]
+    for beat in range(0, 8 * tpq, tpq):
+        events += [(beat, b"\x99\x24\x64"), (beat + 60, b"\x89\x24\x00")]
+    body, last = b"", 0
+    for tick, event in sorted(events, key=lambda e: (e[0], e[1][0] & 0xF0 == 0x90)):
+        delta, tick_bytes = tick - last, []
+        tick_bytes.append(delta & 0x7F)
+        while delta > 0x7F:
+            delta >>= 7
+            tick_bytes.append(0x80 | (delta & 0x7F))
+        body += bytes(reversed(tick_bytes)) + event
+        last = tick
+    body += b"\x00\xff\x2f\x00"
+    header = (
+        b"MThd" + (6).to_bytes(4, "big") + b"\x00\x00\x00\x01" + tpq.to_bytes(2, "big")
+    )
+    return header + b"MTrk" + len(body).to_bytes(4, "big") + body
+
+
+def test_type0_midi_drums_dropped_and_no_music21_placeholders(tmp_path):
+    path = tmp_path / "type0.mid"
+    path.write_bytes(_type0_midi_with_drums())
+    (abc,) = score_file_to_abc(path)
+    assert "Music21" not in abc  # no made-up title or composer
+    pitches = [p.midi for n in abc_to_score(abc).recurse().notes for p in n.pitches]
+    assert 36 not in pitches  # the bass drum is gone
+    assert sorted(set(pitches)) == [50, 54, 57, 62, 64, 66, 67, 69, 71, 73, 74]
+    melody = [n.pitch.midi for n in abc_to_score(abc).recurse().notes if n.isNote]
+    assert melody[:8] == [62, 64, 66, 67, 69, 71, 73, 74]
+
+
 def test_humdrum_to_abc():
     krn = CORPUS / "bach" / "bwv277.krn"
     if not krn.exists():

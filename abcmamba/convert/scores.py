@@ -129,8 +129,20 @@ def score_to_abc(score: music21.stream.Score, make_notation: bool = True) -> lis
             raise ConversionError(
                 f"music21 could not write MusicXML: {type(err).__name__}: {err}"[:200]
             ) from err
-        tunes.append(xml_to_abc(xml))
+        tunes.append(xml_to_abc(_drop_music21_defaults(xml)))
     return tunes
+
+
+def _drop_music21_defaults(xml: bytes | str) -> bytes:
+    """MusicXML without the title and composer music21 makes up when it has none."""
+    xml = xml.encode() if isinstance(xml, str) else xml
+    for placeholder in (
+        rb"<movement-title>Music21 Fragment</movement-title>",
+        rb"<work-title>Music21 Fragment</work-title>",
+        rb'<creator type="composer">Music21</creator>',
+    ):
+        xml = xml.replace(placeholder, b"")
+    return xml
 
 
 def _read_musicxml(path: Path) -> bytes:
@@ -154,22 +166,78 @@ def _read_musicxml(path: Path) -> bytes:
 def _parse_midi(path: Path) -> music21.stream.Score:
     check_midi_bytes(path.read_bytes())
     try:
+        mf = music21.midi.MidiFile()
+        mf.open(str(path))
+        try:
+            mf.read()
+        finally:
+            mf.close()
+        split_channels(mf)
         # Quantize while importing: music21 quantizes before it makes measures,
         # so tuplets and ties come out of a clean grid.
-        score = music21.converter.parse(
-            path,
-            format="midi",
-            forceSource=True,
-            quantizePost=True,
-            quarterLengthDivisors=QUANTIZE_DIVISORS,
+        score = music21.midi.translate.midiFileToStream(
+            mf, quantizePost=True, quarterLengthDivisors=QUANTIZE_DIVISORS
         )
     except Exception as err:
         raise ConversionError(
             f"unreadable MIDI: {type(err).__name__}: {err}"[:200]
         ) from err
     if not _has_notes(score):
-        raise ConversionError("MIDI has no notes")
+        raise ConversionError("MIDI has no notes (drums on channel 10 are left out)")
     return score
+
+
+def split_channels(mf) -> None:
+    """One track per MIDI channel, drums (channel 10) dropped, in place.
+
+    A type-0 file (every channel in one track, common for files from the
+    wild) otherwise becomes one music21 part with the instruments mixed into
+    voices, and drum hits become unpitched notes that ABC cannot hold.
+    Files with one channel per track and no drums are left as they are.
+    """
+    from music21 import midi
+
+    def channel(event) -> int | None:
+        return event.channel if midi.ChannelVoiceMessages.hasValue(event.type) else None
+
+    per_track = []
+    for track in mf.tracks:
+        channels = {
+            channel(e) for e in track.events if not isinstance(e, midi.DeltaTime)
+        }
+        per_track.append(channels - {None})
+    if all(len(c) <= 1 and 10 not in c for c in per_track):
+        return
+    tracks = []
+    for track, channels in zip(mf.tracks, per_track, strict=True):
+        timed: dict[int | None, list] = {key: [] for key in (None, *sorted(channels))}
+        now = 0
+        for event in track.events:
+            if isinstance(event, midi.DeltaTime):
+                now += event.time
+            elif event.type != midi.MetaEvents.END_OF_TRACK:
+                timed[channel(event)].append((now, event))
+        timed.pop(10, None)
+        tracks += [_track(events) for events in timed.values() if events]
+    for index, track in enumerate(tracks, start=1):
+        track.index = index
+    mf.tracks = tracks
+    mf.format = 1
+
+
+def _track(timed: list) -> music21.midi.MidiTrack:
+    """A MIDI track of (absolute tick, event) pairs, ended by END_OF_TRACK."""
+    from music21 import midi
+
+    track = midi.MidiTrack()
+    last = 0
+    end = midi.MidiEvent(track, type=midi.MetaEvents.END_OF_TRACK)
+    end.data = b""
+    for tick, event in [*timed, (timed[-1][0], end)]:
+        event.track = track
+        track.events += [midi.DeltaTime(track, time=tick - last), event]
+        last = tick
+    return track
 
 
 def score_file_to_abc(
