@@ -487,7 +487,8 @@ def generate_tunes(
         raise UserError("-n and --batch-size must be at least 1, --retries at least 0")
     conditions = field_conditions(composer, rhythm, meter, unit, key)
     text, pending = build_prompt(conditions, prompt)
-    locked = set(conditions)
+    # requested letters are ours to write, and so is X: once the prompt has it
+    locked = set(conditions) | ({"X"} if text.startswith("X:") else set())
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     reasons_count: Counter = Counter()
@@ -574,16 +575,25 @@ def load_model(dir_or_repo: str, device: str | None = None):
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     if device == "cpu":
-        from abcmamba.decode import enable_fast_decode
-
-        enable_fast_decode(model)
-        try:
-            from abcmamba.modeling import configure_scan_path
-
-            configure_scan_path(model, "auto")  # fast prefill where a CPU scan exists
-        except Exception as err:  # a missing/broken kernel only costs prefill speed
-            logger.warning("fast prefill not available (%s); using the stock scan", err)
+        enable_cpu_fast_paths(model)
     return model, tokenizer
+
+
+def enable_cpu_fast_paths(model) -> None:
+    """abcmamba's CPU kernels for a Mamba model's prefill and decode (others: no-op).
+
+    The weights and the results stay those of the stock model; only the
+    forward of the mixers changes.
+    """
+    from abcmamba.decode import enable_fast_decode
+
+    enable_fast_decode(model)
+    try:
+        from abcmamba.modeling import configure_scan_path
+
+        configure_scan_path(model, "auto")  # fast prefill where a CPU scan exists
+    except Exception as err:  # a missing/broken kernel only costs prefill speed
+        logger.warning("fast prefill not available (%s); using the stock scan", err)
 
 
 # ---------------------------------------------------------------- command line

@@ -236,16 +236,17 @@ def markdown(
     row("mean overlap area", lambda r: r["mean_overlap_area"])
     for feature in features:
         row(f"overlap: {feature}", lambda r, f=feature: r["overlap_areas"].get(f))
-    for c in contexts:
-        row(
-            f"decode tokens/s at {c:,} context",
-            lambda r, c=c: r["generation"][str(c)]["decode_tokens_per_s"],
-            ",.1f",
-        )
-        row(
-            f"prefill seconds at {c:,}",
-            lambda r, c=c: r["generation"][str(c)]["prefill_s"],
-        )
+    for key, label in (("generation_stock", "stock"), ("generation", "abcmamba")):
+        for c in contexts:
+            row(
+                f"decode tokens/s at {c:,} context ({label})",
+                lambda r, c=c, k=key: r[k][str(c)]["decode_tokens_per_s"],
+                ",.1f",
+            )
+            row(
+                f"prefill seconds at {c:,} ({label})",
+                lambda r, c=c, k=key: r[k][str(c)]["prefill_s"],
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -302,14 +303,22 @@ def _compare(args: argparse.Namespace) -> int:
         metrics = record.get("metrics", {})
         peak_file = out / f"train_{name}.json"
         peak = json.loads(peak_file.read_text()) if peak_file.is_file() else {}
-        model, tokenizer = load_model(final)
-        generation = {}
-        for context in contexts:
-            logger.info("%s: generation speed at %d tokens of context", name, context)
-            generation[str(context)] = generation_speed(
-                model, tokenizer, texts, context, args.new_tokens
-            )
-        del model
+        # Stock transformers (what a plain pipeline() user gets), then with
+        # abcmamba's CPU paths (abcmamba generate/evaluate; no-op for Llama).
+        generation, generation_stock = {}, {}
+        for speeds, fast in ((generation_stock, False), (generation, True)):
+            model, tokenizer = load_model(final, fast=fast)
+            for context in contexts:
+                logger.info(
+                    "%s: generation speed at %d tokens (%s)",
+                    name,
+                    context,
+                    "abcmamba paths" if fast else "stock",
+                )
+                speeds[str(context)] = generation_speed(
+                    model, tokenizer, texts, context, args.new_tokens
+                )
+            del model
         overlap = {f: v.get("overlap_area") for f, v in entry["features"].items()}
         finite = [v for v in overlap.values() if v is not None and np.isfinite(v)]
         rows.append(
@@ -330,6 +339,7 @@ def _compare(args: argparse.Namespace) -> int:
                 "overlap_areas": overlap,
                 "mean_overlap_area": float(np.mean(finite)) if finite else None,
                 "generation": generation,
+                "generation_stock": generation_stock,
             }
         )
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"

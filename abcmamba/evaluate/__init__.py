@@ -82,8 +82,11 @@ def resolve_model(spec: str) -> str:
     return spec  # a Hub id
 
 
-def load_model(spec: str, device: str | None = None):
-    """(model, tokenizer) from a folder or Hub id, with one-line errors."""
+def load_model(spec: str, device: str | None = None, fast: bool = True):
+    """(model, tokenizer) from a folder or Hub id, with one-line errors.
+
+    ``fast``: on a CPU, run Mamba on abcmamba's kernels (same results, faster).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -96,7 +99,12 @@ def load_model(spec: str, device: str | None = None):
             f"cannot load model {spec}: {str(err).splitlines()[0]}"
         ) from err
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), tokenizer
+    model.to(device).eval()
+    if device == "cpu" and fast:
+        from abcmamba.generate import enable_cpu_fast_paths
+
+        enable_cpu_fast_paths(model)
+    return model, tokenizer
 
 
 def load_corpus(path: str, split: str):
