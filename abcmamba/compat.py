@@ -8,28 +8,30 @@ reads a cache goes through these helpers so it runs on either side of the rename
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
 from transformers.models.mamba import modeling_mamba
 
-CACHE_KWARG = (
-    "cache"
-    if "cache" in inspect.signature(modeling_mamba.MambaMixer.forward).parameters
-    else "cache_params"
-)
+
+@functools.cache
+def _cache_name_of(cls: type) -> str:
+    """The cache keyword of ``cls.forward`` (looked up once per class)."""
+    forward = inspect.signature(cls.forward).parameters
+    for name in ("cache", "cache_params", "past_key_values"):
+        if name in forward:
+            return name
+    raise TypeError(f"{cls.__name__}.forward takes no cache argument")
+
+
+CACHE_KWARG = _cache_name_of(modeling_mamba.MambaMixer)
 """The keyword (and output field) that carries a Mamba model's recurrent cache."""
 
 
 def cache_name(model: Any = None) -> str:
     """The forward keyword and output field of ``model``'s cache (Mamba if None)."""
-    if model is None:
-        return CACHE_KWARG
-    forward = inspect.signature(type(model).forward).parameters
-    for name in ("cache", "cache_params", "past_key_values"):
-        if name in forward:
-            return name
-    raise TypeError(f"{type(model).__name__}.forward takes no cache argument")
+    return CACHE_KWARG if model is None else _cache_name_of(type(model))
 
 
 def cache_kwargs(cache: Any, model: Any = None) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     used: set[str] = set()
     for path in paths:
         if path.suffix.lower() in ABC_SUFFIXES:
-            tunes = [t for t in split_tunes(read_abc_file(path)) if t.strip()]
+            tunes = split_tunes(read_abc_file(path))
             if not tunes:
                 logger.error("%s: no tunes (no X: line)", path)
                 rows.append((path.name, "-", "failed", "no tunes"))

@@ -164,14 +164,11 @@ def _read_musicxml(path: Path) -> bytes:
 
 
 def _parse_midi(path: Path) -> music21.stream.Score:
-    check_midi_bytes(path.read_bytes())
+    data = path.read_bytes()
+    check_midi_bytes(data)
     try:
         mf = music21.midi.MidiFile()
-        mf.open(str(path))
-        try:
-            mf.read()
-        finally:
-            mf.close()
+        mf.readstr(data)
         split_channels(mf)
         # Quantize while importing: music21 quantizes before it makes measures,
         # so tuplets and ties come out of a clean grid.

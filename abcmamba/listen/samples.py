@@ -97,7 +97,7 @@ def find_samples(
             suffix = path.suffix.lower()
             rel = path.relative_to(folder).with_suffix("").as_posix()
             if suffix == ".abc":
-                tunes = [t for t in split_tunes(read_abc_file(path)) if t.strip()]
+                tunes = split_tunes(read_abc_file(path))
                 if not tunes:
                     logger.warning("skipping %s: no tune (no X: line)", path)
                     continue
