@@ -59,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of sampling")
     parser.add_argument(
+        "--sampler",
+        choices=("both", "constrained", "unconstrained"),
+        default="both",
+        help="constrained: the ABC grammar (every tune valid, the default of "
+        "`abcmamba generate`); unconstrained: the model's own text; both: each "
+        "model is reported twice, the unconstrained one as 'NAME (unconstrained)'",
+    )
+    parser.add_argument(
         "--device",
         default=None,
         help="torch device; None picks cuda if available, else cpu",
@@ -286,65 +294,84 @@ def evaluate(args: argparse.Namespace) -> dict:
         entry["bpc"].pop("per_tune_bits")
         entry["bpc"]["seconds"] = time.perf_counter() - start
 
-        start = time.perf_counter()
-        free = sample_tunes(
-            model,
-            tokenizer,
-            [{}] * args.n,
-            args.seed,
-            args.max_new_tokens,
-            args.batch_size,
+        samplers = (
+            ["constrained", "unconstrained"] if args.sampler == "both" else [args.sampler]
         )
-        conditioned = sample_tunes(
-            model,
-            tokenizer,
-            requests,
-            args.seed + args.n,
-            args.max_new_tokens,
-            args.batch_size,
-        )
-        entry["sampling_seconds"] = time.perf_counter() - start
-        free_a = analyse_tunes(
-            [s.abc for s in free],
-            f"{name} samples",
-            finished=[s.finished for s in free],
-        )
-        cond_a = analyse_tunes(
-            [s.abc for s in conditioned],
-            f"{name} conditioned",
-            finished=[s.finished for s in conditioned],
-        )
-        entry["validity_unconditioned"] = validity_summary(free_a)
-        entry["validity_conditioned"] = validity_summary(cond_a)
-        entry["conditioning"] = conditioning_summary(requests, cond_a)
-        entry["requests"] = requests
+        shared = entry
+        for sampler in samplers:
+            label = name if sampler == "constrained" else f"{name} (unconstrained)"
+            entry = dict(shared, sampler=sampler)
+            start = time.perf_counter()
+            free = sample_tunes(
+                model,
+                tokenizer,
+                [{}] * args.n,
+                args.seed,
+                args.max_new_tokens,
+                args.batch_size,
+                constrained=sampler == "constrained",
+            )
+            conditioned = sample_tunes(
+                model,
+                tokenizer,
+                requests,
+                args.seed + args.n,
+                args.max_new_tokens,
+                args.batch_size,
+                constrained=sampler == "constrained",
+            )
+            entry["sampling_seconds"] = time.perf_counter() - start
+            free_a = analyse_tunes(
+                [s.abc for s in free],
+                f"{name} samples",
+                finished=[s.finished for s in free],
+            )
+            cond_a = analyse_tunes(
+                [s.abc for s in conditioned],
+                f"{name} conditioned",
+                finished=[s.finished for s in conditioned],
+            )
+            entry["validity_unconditioned"] = validity_summary(free_a)
+            entry["validity_conditioned"] = validity_summary(cond_a)
+            entry["conditioning"] = conditioning_summary(requests, cond_a)
+            entry["requests"] = requests
 
-        every = free_a + cond_a
-        generated = _features_of(every)
-        entry["features_computed_on"] = len(generated)
-        entry["features_not_computed"] = len(every) - len(generated)
-        if generated:
-            entry["features"] = compare_sets(real_features, generated)
-        else:
-            logger.warning(
-                "%s: no sample could be parsed; music features skipped", name
+            every = free_a + cond_a
+            generated = _features_of(every)
+            entry["features_computed_on"] = len(generated)
+            entry["features_not_computed"] = len(every) - len(generated)
+            if generated:
+                entry["features"] = compare_sets(real_features, generated)
+            else:
+                logger.warning(
+                    "%s: no sample could be parsed; music features skipped", name
+                )
+                entry["features"] = {f: {} for f in FEATURES}
+            distances[label] = _distances(real_features, generated)
+            structure = structure_summary(
+                [a.bars for a in every], [a.repeats for a in every]
             )
-            entry["features"] = {f: {} for f in FEATURES}
-        distances[name] = _distances(real_features, generated)
-        structure = structure_summary(
-            [a.bars for a in every], [a.repeats for a in every]
-        )
-        if structure["count"] and real_structure["count"]:
-            structure["n_bars_overlap_area"] = overlap_area(
-                real_structure["n_bars"], structure["n_bars"]
-            )
-        entry["structure"] = structure
-        entry["plagiarism"] = _plagiarism(index, [a.abc for a in every], train_ids)
-        entry["samples"] = {
-            "unconditioned": [s.abc for s in free],
-            "conditioned": [s.abc for s in conditioned],
-        }
-        report["models"][name] = entry
+            if structure["count"] and real_structure["count"]:
+                structure["n_bars_overlap_area"] = overlap_area(
+                    real_structure["n_bars"], structure["n_bars"]
+                )
+            entry["structure"] = structure
+            entry["plagiarism"] = _plagiarism(index, [a.abc for a in every], train_ids)
+            # how likely the model finds its own samples (the grammar must not
+            # push it into text it would not write)
+            entry["sample_bpc"] = bits_per_character(
+                model,
+                tokenizer,
+                [a.abc for a in every],
+                None,
+                args.batch_size,
+                args.max_length,
+            )["bpc"]
+            entry["samples"] = {
+                "unconditioned": [s.abc for s in free],
+                "conditioned": [s.abc for s in conditioned],
+            }
+            report["models"][label] = entry
         del model
 
     out = Path(args.out)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from abcmamba.abc import parse_header, validate
+from abcmamba.convert import abc_to_midi, abc_to_score
 from abcmamba.evaluate.metrics import notes_from_stream, piece_features
 from abcmamba.evaluate.structure import has_repeats, split_bars
 
@@ -64,42 +66,14 @@ def _reason_kind(reason: str) -> str:
 
 
 def _validate(abc: str) -> list[str]:
-    try:
-        from abcmamba.abc import validate
-    except ImportError:
-        logger.warning(
-            "abcmamba.abc.validate is not available; only parsing is checked"
-        )
-        return []
     return list(validate(abc))
 
 
-def _parse_header(abc: str) -> dict[str, list[str]]:
-    header: dict[str, list[str]] = {}
-    for line in abc.splitlines():
-        if re.match(r"^[A-Za-z]:", line):
-            header.setdefault(line[0], []).append(line[2:].strip())
-            if line[0] == "K":
-                break
-    return header
-
-
 def _to_score(abc: str):
-    try:
-        from abcmamba.convert import abc_to_score
-    except ImportError:
-        import music21
-
-        return music21.converter.parse(abc, format="abc", forceSource=True)
     return abc_to_score(abc)
 
 
 def _to_midi(abc: str, path: Path) -> None:
-    try:
-        from abcmamba.convert import abc_to_midi
-    except ImportError:
-        _to_score(abc).write("midi", fp=str(path))
-        return
     abc_to_midi(abc, path)
 
 
@@ -134,7 +108,7 @@ def _bar_fit(score) -> float | None:
 
 def analyse_tune(abc: str, midi: bool = True, finished: bool = True) -> TuneAnalysis:
     """Validate, parse and convert one tune; collect its features and structure."""
-    result = TuneAnalysis(abc=abc, header=_parse_header(abc))
+    result = TuneAnalysis(abc=abc, header=parse_header(abc))
     if not finished:
         result.reasons.append("unfinished: no end of tune within the token budget")
     result.bars = split_bars(abc)
@@ -234,10 +208,8 @@ def conditions_from_records(
 
 def _acceptable(record: dict) -> bool:
     """Whether the key and meter are spellings the sampler accepts as conditions."""
-    try:
-        from abcmamba.abc.header import canonical_key, canonical_meter
-    except ImportError:
-        return True
+    from abcmamba.abc.header import canonical_key, canonical_meter
+
     try:
         canonical_key(str(record["key"]))
         canonical_meter(str(record["meter"]))
@@ -270,16 +242,11 @@ def sample_tunes(
     seed: int = 0,
     max_new_tokens: int = 512,
     batch_size: int = 8,
+    constrained: bool = True,
 ) -> list[Sample]:
-    """One raw sample (no retries) per request; uses abcmamba.generate when present."""
-    try:
-        from abcmamba.generate import generate_tunes
-    except ImportError:
-        logger.warning(
-            "abcmamba.generate is not available; sampling from a header prefix"
-        )
-        return _sample_with_prefix(model, tokenizer, conditions, seed, max_new_tokens)
-    samples: list[Sample] = []
+    """One raw sample (no retries) per request, with or without the ABC grammar."""
+    from abcmamba.generate import generate_tunes
+
     groups: dict[tuple, list[int]] = {}
     for i, request in enumerate(conditions):
         groups.setdefault(tuple(sorted(request.items())), []).append(i)
@@ -287,7 +254,7 @@ def sample_tunes(
     # identical requests (all unconditioned ones) are sampled together, in batches
     for g, (request, indices) in enumerate(groups.items()):
         kwargs = {"unit" if k == "unit_note_length" else k: v for k, v in request}
-        result = generate_tunes(
+        tunes, _ = generate_tunes(
             model,
             tokenizer,
             len(indices),
@@ -295,41 +262,12 @@ def sample_tunes(
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             retries=0,
+            constrained=constrained,
             **kwargs,
         )
-        tunes = result[0] if isinstance(result, tuple) else result
         for i, tune in zip(indices, tunes, strict=True):
-            by_index[i] = Sample(tune.abc, bool(getattr(tune, "finished", True)))
-    samples = [by_index[i] for i in range(len(conditions))]
-    return samples
-
-
-def _sample_with_prefix(
-    model, tokenizer, conditions, seed, max_new_tokens
-) -> list[Sample]:
-    """Plain transformers sampling from the header prefix (used without abcmamba.generate)."""
-    import torch
-
-    torch.manual_seed(seed)
-    device = next(model.parameters()).device
-    samples: list[Sample] = []
-    model.eval()
-    for request in tqdm(conditions, desc="sample", unit="tune"):
-        ids = tokenizer(prompt_for(request), return_tensors="pt")["input_ids"].to(
-            device
-        )
-        out = model.generate(
-            ids,
-            do_sample=True,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        finished = int(out[0, -1]) == tokenizer.eos_token_id
-        samples.append(
-            Sample(tokenizer.decode(out[0], skip_special_tokens=True), finished)
-        )
-    return samples
+            by_index[i] = Sample(tune.abc, tune.finished)
+    return [by_index[i] for i in range(len(conditions))]
 
 
 def conditioning_summary(
