@@ -39,6 +39,10 @@ GRID = Fraction(1, 16)  # written lengths are multiples of this many unit notes
 MAX_LENGTH = 16  # longest written length, in unit notes
 MAX_SLURS = 3
 MAX_HEADER_LINE = 64
+# Composer and rhythm are free text: the lexer keeps no copy of it (so tokens of
+# any text share their work) and a requested value must come with the prompt.
+FREE_TEXT_FIELDS = "CR"
+FREE_TEXT = "\x00"  # stands for the text of such a line
 NOTE_LETTERS = frozenset("ABCDEFGabcdefg")
 ACCIDENTALS = ("^", "^^", "_", "__", "=")
 SYMBOLS = frozenset(".~HLMOPSTuv")  # decoration letters ABC 2.1 defines
@@ -234,7 +238,21 @@ def lex(state: tuple, ch: str):
             return None
         if len(text) == 2 and ch == " ":
             return None
-        return ("H", text + ch), ()
+        if len(text) == 2 and text[0] in FREE_TEXT_FIELDS:
+            return ("HT", text[0]), (("hfree",),)
+        longer = text + ch
+        if len(longer) > 2 and longer[0] == "X" and not ch.isdigit():
+            return None
+        if len(longer) > 2 and longer[0] in FIELD_VALUES:
+            if not _value_ok(longer[0], longer[2:], partial=True):
+                return None
+        return ("H", longer), ()
+    if kind == "HT":  # composer or rhythm: any text; only its length is tracked
+        if ch == "\n":
+            return ("H", ""), (("hline", state[1] + ":" + FREE_TEXT),)
+        if not ch.isprintable() or ch == "\ufffd" or ch in _FREE_TEXT_BAN:
+            return None
+        return ("HT", state[1]), (("hfree",),)
     if kind in ("L", "B"):
         return _between(ch, kind == "L")
     if kind == "W":
@@ -392,20 +410,19 @@ def lex_open_events(state: tuple) -> tuple:
     kind = state[0]
     if kind == "H":
         return (("hpart", state[1]),)
+    if kind == "HT":
+        return (("hpart", state[1] + ":" + FREE_TEXT),)
     if kind == "N":
-        return (("open", reachable_lengths(state[4] if state[3] == "l" else "")),)
+        return (("open", 1, state[4] if state[3] == "l" else ""),)
     if kind == "C":
         first, inner = state[1], state[2]
         if first is None and inner is None:
             return (("open_bracket",),)  # "[" alone: a chord, a field or "[|"
         if first is None:
-            firsts = reachable_lengths(inner[2] if inner[1] == "l" else "")[:4]
-        else:
-            firsts = (first,)
-        outer = (1, Fraction(1, 2), Fraction(1, 4), Fraction(1, 8), Fraction(1, 16))
-        return (("open", tuple(sorted({f * o for f in firsts for o in outer}))),)
+            return (("open_chord", inner[2] if inner[1] == "l" else "", None),)
+        return (("open_chord", "", first),)
     if kind == "CL":
-        return (("open", tuple(state[1] * v for v in reachable_lengths(state[2]))),)
+        return (("open", state[1], state[2]),)
     if kind == "S":
         return (("open_letter", state[1]),)
     if kind in ("Q", "D", "G"):
@@ -447,6 +464,7 @@ class Music(NamedTuple):
     tuplet: tuple | None = None  # (elements left, ratio)
     pending: bool = False  # a decoration or chord symbol waits for its note
     target: Fraction | None = None  # multi-voice: length of this line's bars
+    line: int = 0  # characters of a composer or rhythm line being written
 
     @property
     def cap(self) -> Fraction | None:
@@ -504,6 +522,7 @@ class TuneGrammar:
 
     def __init__(self, request: dict[str, str] | None = None):
         self.request = dict(request or {})
+        self.prompting = False  # reading a prompt: requested free text may be written
 
     # ---- the public surface
 
@@ -537,6 +556,33 @@ class TuneGrammar:
         open_bar = 1 if m.music else 0
         return all(n + open_bar >= MIN_BARS and s == 0 for n, _, s in m.bars)
 
+    def mask_key(self, state: tuple) -> tuple:
+        """What of ``state`` decides which text may follow it (a cache key).
+
+        Two states with the same key allow the same continuations: lengths
+        matter only relative to the room left in the bar, bar counts only up
+        to the two a tune needs.
+        """
+        lexer, m = state
+        if not m.body:
+            letters = tuple(f for f, _ in m.header)
+            return lexer, letters, m.line if m.line > MAX_HEADER_LINE - 24 else 0
+        n, edge, slurs = m.bars[m.vi]
+        cap = self._cap(m)
+        room = None if cap is None else cap - m.fill
+        free_fill = m.fill if cap is None and m.voices else None
+        short = None
+        if m.voices and m.vi > 0 and m.cap is not None and m.target is not None:
+            short = m.cap - m.target  # whether this line's bars are full ones
+        others = all(
+            b >= MIN_BARS and s == 0 for i, (b, _, s) in enumerate(m.bars) if i != m.vi
+        )
+        return (
+            lexer, m.phase, m.vi, m.voices, room, free_fill, short, m.unit,
+            m.compound, m.last, m.broken, m.tuplet, m.pending, m.music,
+            min(n, MIN_BARS), edge, slurs, others,
+        )  # fmt: skip
+
     # ---- events
 
     def apply(self, m: Music | None, events: tuple) -> Music | None:
@@ -552,11 +598,17 @@ class TuneGrammar:
             return None
         return m if self._header_line_ok(m, text, partial=True) else None
 
+    def _on_hfree(self, m: Music) -> Music | None:
+        if m.body or m.line + 1 > MAX_HEADER_LINE - 2:
+            return None
+        return m._replace(line=m.line + 1)
+
     def _on_hline(self, m: Music, text: str) -> Music | None:
         if m.body or not self._header_line_ok(m, text, partial=False):
             return None
         letter, value = text[0], text[2:]
         header = m.header + ((letter, value),)
+        m = m._replace(line=0)
         if letter != "K":
             return m._replace(header=header)
         fields = dict(header)
@@ -607,6 +659,10 @@ class TuneGrammar:
             number = match.group(1) or ""
             expected = str(n_voices + 1)
             return expected.startswith(number) if partial else number == expected
+        if letter in FREE_TEXT_FIELDS:
+            # a requested composer/rhythm is in the prompt (see start_checked)
+            requested = letter in self.request and not self.prompting
+            return value in (FREE_TEXT, "") and not (partial and requested)
         if letter in self.request:
             want = self.request[letter]
             return want.startswith(value) if partial else value == want
@@ -662,8 +718,20 @@ class TuneGrammar:
             return _feasible(room, m.unit, Fraction(1), 1)
         return _feasible(room, m.unit, Fraction(1), 0)
 
-    def _on_open(self, m: Music, lengths: tuple) -> Music | None:
-        return m if any(self._on_el(m, v) is not None for v in lengths) else None
+    def _on_open(self, m: Music, factor: Fraction, text: str) -> Music | None:
+        # some length the note can still get must fit
+        for v in reachable_lengths(text):
+            if self._on_el(m, factor * v) is not None:
+                return m
+        return None
+
+    def _on_open_chord(self, m: Music, inner: str, first: Fraction | None) -> Music:
+        firsts = (first,) if first is not None else reachable_lengths(inner)[:4]
+        for f in firsts:
+            for outer in (1, Fraction(1, 2), Fraction(1, 4), Fraction(1, 8), GRID):
+                if self._on_el(m, f * outer) is not None:
+                    return m
+        return None
 
     def _on_need(self, m: Music) -> Music | None:
         if m.phase != 1:

@@ -28,7 +28,6 @@ from abcmamba.generate.defaults import (
 from abcmamba.generate.loading import enable_cpu_fast_paths, load_model
 from abcmamba.generate.sampling import (
     GeneratedTune,
-    _sample,
     check_tune,
     generate_tunes,
     sample_batch,
@@ -50,7 +49,6 @@ __all__ = [
     "AbcLogitsProcessor",
     "GeneratedTune",
     "HeaderGuard",
-    "_sample",
     "add_arguments",
     "build_prompt",
     "check_tune",

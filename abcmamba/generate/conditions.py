@@ -157,11 +157,12 @@ def build_prompt(
                 f"(fields go in the order {' '.join(HEADER_ORDER)}); put it in --prompt"
             )
         pending.append((letter, value))
-    # a prefix is safe when every field the model could write before it is requested
+    # a prefix is safe when every field the model could write before it is
+    # requested; composer and rhythm (free text) always join it
     while pending and text.endswith("\n"):
         letter, value = pending[0]
         between = [f for f in HEADER_ORDER if last < ORDER[f] < ORDER[letter]]
-        if any(f not in conditions for f in between):
+        if any(f not in conditions for f in between) and letter not in "CR":
             break
         text += f"{letter}:{value}\n"
         last = ORDER[letter]

@@ -25,7 +25,14 @@ from collections import deque
 import torch
 from transformers import LogitsProcessor
 
-from abcmamba.abc.grammar import TuneGrammar, completion, lex, lex_open_events
+from abcmamba.abc.grammar import (
+    FREE_TEXT_FIELDS,
+    TuneGrammar,
+    completion,
+    lex,
+    lex_open_events,
+)
+from abcmamba.generate.conditions import header_lines
 
 logger = logging.getLogger(__name__)
 
@@ -104,18 +111,30 @@ class AbcConstraint:
     def start(self, prompt: str) -> tuple:
         """The state after ``prompt``; ValueError when it cannot start a valid tune."""
         state = self.grammar.start()
-        for i, ch in enumerate(prompt):
-            state = self.grammar.feed(state, ch)
-            if state is None:
-                where = prompt[max(0, i - 20) : i + 1]
-                raise ValueError(f"the prompt cannot start a valid tune at {where!r}")
+        self.grammar.prompting = True
+        try:
+            for i, ch in enumerate(prompt):
+                state = self.grammar.feed(state, ch)
+                if state is None:
+                    where = prompt[max(0, i - 20) : i + 1]
+                    raise ValueError(
+                        f"the prompt cannot start a valid tune at {where!r}"
+                    )
+        finally:
+            self.grammar.prompting = False
+        have = dict(header_lines(prompt)[0])
+        for letter in FREE_TEXT_FIELDS:
+            want = self.grammar.request.get(letter)
+            if want is not None and have.get(letter) != want:
+                raise ValueError(f"the prompt must hold the requested {letter}:{want}")
         if self.finish_length(state) is None:
             raise ValueError("no valid tune can start with this prompt")
         return state
 
     def mask(self, state: tuple) -> torch.Tensor:
         """Boolean mask over the vocabulary of the tokens allowed after ``state``."""
-        cached = self._masks.get(state)
+        key = self.grammar.mask_key(state)
+        cached = self._masks.get(key)
         if cached is None:
             lexer, music = state
             cached = torch.zeros(self.vocab.size, dtype=torch.bool)
@@ -124,7 +143,7 @@ class AbcConstraint:
                     cached[ids] = True
             if self.vocab.eos is not None and self.grammar.accepts(state):
                 cached[self.vocab.eos] = True
-            self._masks[state] = cached
+            self._masks[key] = cached
         return cached
 
     def advance(self, state: tuple, token: int) -> tuple | None:
@@ -169,6 +188,29 @@ class ConstrainedRow:
     def done(self) -> bool:
         """True after EOS."""
         return self.state is None
+
+    @property
+    def needs_mask(self) -> bool:
+        """Whether the next token must come from masked scores.
+
+        Otherwise a token sampled from the model's own scores is checked with
+        :meth:`allows` and the mask is computed only when it is refused: a
+        rejection sampler, so the result has the masked distribution while most
+        steps cost one token's check.
+        """
+        near_end = self.budget is not None and self._need + 2 * STEER_MARGIN >= self.budget
+        return self.done or bool(self.plan) or near_end
+
+    def allows(self, token: int) -> bool:
+        """Whether ``token`` may come next (the grammar reads just this token)."""
+        c = self.constraint
+        if token == c.vocab.eos:
+            return c.grammar.accepts(self.state)
+        if token >= c.vocab.size:
+            return False
+        after = c.advance(self.state, token)
+        self._peek = (token, after)
+        return after is not None
 
     def restrict(self, scores: torch.Tensor) -> torch.Tensor:
         """Set the scores of disallowed tokens to -inf (in place); returns them."""
@@ -236,7 +278,12 @@ class ConstrainedRow:
             self.plan.popleft()
         if self.budget is not None:
             self.budget -= 1
-        after = self.constraint.advance(self.state, token)
+        peek = getattr(self, "_peek", None)
+        if peek is not None and peek[0] == token:
+            after = peek[1]
+        else:
+            after = self.constraint.advance(self.state, token)
+        self._peek = None
         if after is None and token != self.constraint.vocab.eos:
             raise RuntimeError(f"token {token} was not allowed")
         self.state = after

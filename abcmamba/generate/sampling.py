@@ -117,8 +117,14 @@ def sample_batch(
     steps = 0
     while alive:
         for r, b in enumerate(alive):
-            rows[b].restrict(logits[r])
+            if rows[b].needs_mask:
+                rows[b].restrict(logits[r])
         sampled = _sample(logits, temperature, top_k, top_p, gen).tolist()
+        for r, b in enumerate(alive):
+            if not rows[b].allows(sampled[r]):  # refused: draw again from the mask
+                rows[b].restrict(logits[r])
+                again = _sample(logits[r : r + 1], temperature, top_k, top_p, gen)
+                sampled[r] = int(again[0])
         next_ids = []
         for r, b in enumerate(alive):
             token = rows[b].take(sampled[r])

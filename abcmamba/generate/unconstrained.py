@@ -153,6 +153,12 @@ class GuardedRow:
         self.done = False
         self.eos = tokenizer.eos_token_id
 
+    needs_mask = True  # the header masks are cheap: always applied
+
+    def allows(self, token: int) -> bool:
+        """Every token the masked scores gave is taken (forced ones replace it)."""
+        return True
+
     def restrict(self, scores: torch.Tensor) -> torch.Tensor:
         """Mask what the header may not hold (in place)."""
         g = self.guard
