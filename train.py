@@ -45,6 +45,14 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, HfArgumentParser, default_data_collator
 
 from abcmamba import UserError, modeling
+from abcmamba.abc import validate
+from abcmamba.generate import AbcLogitsProcessor
+from abcmamba.generate.conditions import KNOWN_VALUES_FILE, known_values
+from abcmamba.generate.defaults import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+)
 from abcmamba.tokenizer import build_and_save, load_corpus_split, load_tokenizer
 
 logger = logging.getLogger("train")
@@ -200,7 +208,7 @@ class TrainConfig:
         },
     )
     max_new_tokens: int = field(
-        default=768,
+        default=DEFAULT_MAX_NEW_TOKENS,
         metadata={
             "help": "longest sampled tune in tokens (also written to generation_config.json)"
         },
@@ -526,8 +534,8 @@ def generation_config(tokenizer, max_new_tokens: int) -> GenerationConfig:
     """Sampling defaults written next to the model: one tune, stop at EOS."""
     return GenerationConfig(
         do_sample=True,
-        temperature=1.0,
-        top_p=0.95,
+        temperature=DEFAULT_TEMPERATURE,
+        top_p=DEFAULT_TOP_P,
         max_new_tokens=max_new_tokens,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -538,26 +546,50 @@ def generation_config(tokenizer, max_new_tokens: int) -> GenerationConfig:
 @torch.no_grad()
 def sample_validity(
     model, tokenizer, n: int, gen_config: GenerationConfig, seed: int
-) -> tuple[float | None, list[str]]:
-    """Sample ``n`` tunes from ``X:1`` and return (fraction valid, tunes)."""
-    try:
-        from abcmamba.abc import validate
-    except ImportError:
-        logger.warning("abcmamba.abc is not available: validity rate not measured")
-        validate = None
+) -> tuple[dict[str, float], list[str]]:
+    """Sample ``n`` tunes from ``X:1`` with plain ``model.generate``, without and
+    with the ABC grammar (:class:`AbcLogitsProcessor`); returns the fraction
+    valid of each and the constrained tunes."""
     model.eval()
-    set_seed(seed)
     prompt = tokenizer("X:1\n", return_tensors="pt")["input_ids"].to(model.device)
-    tunes: list[str] = []
-    for start in tqdm(range(0, n, 25), desc="sampling", leave=False):
-        rows = min(25, n - start)
-        out = model.generate(prompt.repeat(rows, 1), generation_config=gen_config)
-        tunes += tokenizer.batch_decode(out, skip_special_tokens=True)
+    rates, tunes = {}, []
+    for name in ("unconstrained", "constrained"):
+        set_seed(seed)
+        tunes = []
+        for start in tqdm(range(0, n, 25), desc=f"sampling ({name})", leave=False):
+            rows = min(25, n - start)
+            processors = []
+            if name == "constrained":
+                processors = [
+                    AbcLogitsProcessor(
+                        tokenizer, max_new_tokens=gen_config.max_new_tokens
+                    )
+                ]
+            out = model.generate(
+                prompt.repeat(rows, 1),
+                generation_config=gen_config,
+                logits_processor=processors,
+            )
+            tunes += tokenizer.batch_decode(out, skip_special_tokens=True)
+        rates[name] = sum(1 for t in tunes if not validate(t)) / max(1, len(tunes))
     model.train()
-    if validate is None:
-        return None, tunes
-    valid = sum(1 for t in tunes if not validate(t))
-    return valid / max(1, len(tunes)), tunes
+    return rates, tunes
+
+
+def write_known_values(data: Path, folder: Path) -> None:
+    """conditioning.json: the corpus spellings of composer and rhythm, with counts."""
+    from datasets import load_from_disk
+
+    train = load_from_disk(str(data))["train"]
+    columns = {
+        name: list(train[name])
+        for name in ("composer", "rhythm")
+        if name in train.column_names
+    }
+    (folder / KNOWN_VALUES_FILE).write_text(
+        json.dumps(known_values(columns), indent=1, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
 
 
 # ---------------------------------------------------------------- training
@@ -852,28 +884,35 @@ def finish(
         "scan_path": scan,
         "num_processes": accelerator.num_processes,
         "validity_rate": None,
+        "validity_rate_unconstrained": None,
         "n_samples": 0,
     }
     final = run_dir / "final"
     if accelerator.is_main_process:
         if config.n_samples > 0:
-            rate, tunes = sample_validity(
+            rates, tunes = sample_validity(
                 unwrapped, tokenizer, config.n_samples, gen_config, config.seed
             )
-            metrics.update(validity_rate=rate, n_samples=len(tunes))
+            metrics.update(
+                validity_rate=rates["constrained"],
+                validity_rate_unconstrained=rates["unconstrained"],
+                n_samples=len(tunes),
+            )
             (run_dir / "samples.abc").write_text(
                 "\n".join(t.rstrip("\n") + "\n" for t in tunes)
             )
             logger.info(
-                "validity: %s of %d samples",
-                "n/a" if rate is None else f"{rate:.0%}",
+                "validity of %d samples: %.0f%% with the ABC grammar, %.0f%% without",
                 len(tunes),
+                100 * rates["constrained"],
+                100 * rates["unconstrained"],
             )
         tmp = run_dir / "final.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         unwrapped.save_pretrained(str(tmp), save_function=accelerator.save)
         tokenizer.save_pretrained(str(tmp))
         gen_config.save_pretrained(str(tmp))
+        write_known_values(data, tmp)
         manifest = data / "manifest.json"
         record = {
             "train_config": asdict(config),

@@ -11,9 +11,9 @@ import torch
 
 from abcmamba import UserError, decode
 from abcmamba import generate as gen
-from abcmamba.generate import sampling
 from abcmamba.compat import cache_kwargs, output_cache
 from abcmamba.decode import disable_fast_decode, enable_fast_decode, fused_step
+from abcmamba.generate import sampling
 
 DATA = Path(__file__).parent / "data"
 TUNES = [

@@ -24,13 +24,18 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 import regex
 
-from abcmamba.abc.header import canonical_key, canonical_meter, is_compound
-from abcmamba.abc.header import meter_length, parse_unit
+from abcmamba.abc.header import (
+    canonical_key,
+    canonical_meter,
+    is_compound,
+    meter_length,
+    parse_unit,
+)
 
 HEADER_ORDER = "XCRMLQVK"  # canonical order of header fields in normalized ABC
 ORDER = {letter: i for i, letter in enumerate(HEADER_ORDER)}
@@ -62,15 +67,15 @@ BARS = (
 _BAR_PREFIXES = frozenset(b[:i] for b in BARS for i in range(1, len(b) + 1))
 _CLEF = r"clef=(?:treble|bass|alto|tenor)(?:-8|\+8)?"
 # each property at most once, in a fixed order
-_VOICE_PROPS = (
-    rf"(?: {_CLEF})?(?: transpose=-?\d{{1,2}})?(?: octave=-?\d)?(?: middle=[A-Ga-g][,']?)?"
-)
+_VOICE_PROPS = rf"(?: {_CLEF})?(?: transpose=-?\d{{1,2}})?(?: octave=-?\d)?(?: middle=[A-Ga-g][,']?)?"
 MAX_VOICES = 8
 # Field values the sampler may write, matched partially while being written.
 FIELD_VALUES = {
     "M": regex.compile(r"C\||C|none|(?:1[0-6]|[1-9])/(?:1|2|4|8|16)"),
     "L": regex.compile(r"1/(?:1|2|4|8|16|32)"),
-    "Q": regex.compile(r'(?:[1-9]/(?:1|2|4|8|16)=)?[1-9]\d{1,2}(?: "[A-Za-z .,-]{1,30}")?'),
+    "Q": regex.compile(
+        r'(?:[1-9]/(?:1|2|4|8|16)=)?[1-9]\d{1,2}(?: "[A-Za-z .,-]{1,30}")?'
+    ),
     "K": regex.compile(
         rf"(?:[A-G][#b]?(?:mix|dor|phr|lyd|loc|m)?|none|HP|Hp){_VOICE_PROPS}"
     ),
@@ -124,7 +129,7 @@ def note_length(text: str) -> Fraction | None:
     return Fraction(num, den) if den else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def reachable_texts(text: str) -> dict[Fraction, str]:
     """On-grid written lengths a note whose length so far is ``text`` can still
     get, each with its shortest spelling."""
@@ -133,16 +138,17 @@ def reachable_texts(text: str) -> dict[Fraction, str]:
     while stack:
         t = stack.pop()
         value = note_length(t)
-        if value is not None and 0 < value <= MAX_LENGTH:
-            if (value / GRID).denominator == 1 and len(t) < len(found.get(value, t + "~")):
-                found[value] = t
+        on_grid = value is not None and 0 < value <= MAX_LENGTH
+        on_grid = on_grid and (value / GRID).denominator == 1
+        if on_grid and len(t) < len(found.get(value, t + "~")):
+            found[value] = t
         for ch in "/0123456789":
             if _length_prefix_ok(t + ch):
                 stack.append(t + ch)
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def reachable_lengths(text: str) -> tuple[Fraction, ...]:
     """On-grid written lengths a note whose length so far is ``text`` can still get."""
     return tuple(sorted(reachable_texts(text)))
@@ -243,9 +249,12 @@ def lex(state: tuple, ch: str):
         longer = text + ch
         if len(longer) > 2 and longer[0] == "X" and not ch.isdigit():
             return None
-        if len(longer) > 2 and longer[0] in FIELD_VALUES:
-            if not _value_ok(longer[0], longer[2:], partial=True):
-                return None
+        if (
+            len(longer) > 2
+            and longer[0] in FIELD_VALUES
+            and not _value_ok(longer[0], longer[2:], partial=True)
+        ):
+            return None
         return ("H", longer), ()
     if kind == "HT":  # composer or rhythm: any text; only its length is tracked
         if ch == "\n":
@@ -303,9 +312,11 @@ def lex(state: tuple, ch: str):
     if kind == "CL":
         first, length = state[1], state[2]
         if ch.isdigit() or ch == "/":
-            return (("CL", first, length + ch), ()) if _length_prefix_ok(
-                length + ch
-            ) else None
+            return (
+                (("CL", first, length + ch), ())
+                if _length_prefix_ok(length + ch)
+                else None
+            )
         written = note_length(length)
         if written is None:
             return None
@@ -564,24 +575,16 @@ class TuneGrammar:
         to the two a tune needs.
         """
         lexer, m = state
-        if not m.body:
-            letters = tuple(f for f, _ in m.header)
-            return lexer, letters, m.line if m.line > MAX_HEADER_LINE - 24 else 0
-        n, edge, slurs = m.bars[m.vi]
+        if not m.body:  # one token may run from the header into the body
+            return lexer, m.header, m.line
         cap = self._cap(m)
         room = None if cap is None else cap - m.fill
         free_fill = m.fill if cap is None and m.voices else None
-        short = None
-        if m.voices and m.vi > 0 and m.cap is not None and m.target is not None:
-            short = m.cap - m.target  # whether this line's bars are full ones
-        others = all(
-            b >= MIN_BARS and s == 0 for i, (b, _, s) in enumerate(m.bars) if i != m.vi
-        )
+        bars = tuple((min(n, MIN_BARS), edge, slurs) for n, edge, slurs in m.bars)
         return (
-            lexer, m.phase, m.vi, m.voices, room, free_fill, short, m.unit,
-            m.compound, m.last, m.broken, m.tuplet, m.pending, m.music,
-            min(n, MIN_BARS), edge, slurs, others,
-        )  # fmt: skip
+            lexer, m.phase, m.vi, m.voices, m.meters, room, free_fill, m.target,
+            m.last, m.broken, m.tuplet, m.pending, m.music, bars,
+        )
 
     # ---- events
 
@@ -699,7 +702,12 @@ class TuneGrammar:
             tuplet = (tuplet[0] - 1, tuplet[1]) if tuplet[0] > 1 else None
         fill = m.fill + length
         m = m._replace(
-            fill=fill, music=True, last=length, broken=None, tuplet=tuplet, pending=False
+            fill=fill,
+            music=True,
+            last=length,
+            broken=None,
+            tuplet=tuplet,
+            pending=False,
         )
         return m if self._fits(m) else None
 
@@ -767,7 +775,9 @@ class TuneGrammar:
 
     def _on_open_bar(self, m: Music, text: str) -> Music | None:
         # some bar line starting with ``text`` must be allowed here
-        return m if any(self._on_bar(m, b) for b in BARS if b.startswith(text)) else None
+        return (
+            m if any(self._on_bar(m, b) for b in BARS if b.startswith(text)) else None
+        )
 
     def _on_open_field(self, m: Music, text: str) -> Music | None:
         letter = text[0]
@@ -802,9 +812,9 @@ class TuneGrammar:
         n, after_edge, slurs = m.bars[m.vi]
         if m.voices and m.vi > 0 and m.fill != m.target:
             return None
-        if m.cap is not None and m.fill != m.cap:
-            if not (n == 0 or after_edge or _edge(text)):
-                return None  # a short bar away from the tune's or a section's edge
+        exempt = n == 0 or after_edge or _edge(text)
+        if m.cap is not None and m.fill != m.cap and not exempt:
+            return None  # a short bar away from the tune's or a section's edge
         bars = list(m.bars)
         bars[m.vi] = (n + 1, _edge(text), slurs)
         target = m.target if m.vi > 0 else m.fill
@@ -985,7 +995,9 @@ def _pieces(g: TuneGrammar, state: tuple) -> list[str]:
         return [want + "\n"] if want is not None else []
     if kind == "R":
         bars = sorted((b for b in BARS if b.startswith(lexer[1])), key=len)
-        return [b[len(lexer[1]) :] + " " for b in bars] + [b[len(lexer[1]) :] + "\n" for b in bars]
+        return [b[len(lexer[1]) :] + " " for b in bars] + [
+            b[len(lexer[1]) :] + "\n" for b in bars
+        ]
     if kind == "S":
         return ["c"]
     if kind in ("K", "T", "P", "X"):

@@ -295,7 +295,9 @@ def evaluate(args: argparse.Namespace) -> dict:
         entry["bpc"]["seconds"] = time.perf_counter() - start
 
         samplers = (
-            ["constrained", "unconstrained"] if args.sampler == "both" else [args.sampler]
+            ["constrained", "unconstrained"]
+            if args.sampler == "both"
+            else [args.sampler]
         )
         shared = entry
         for sampler in samplers:

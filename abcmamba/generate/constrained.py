@@ -198,7 +198,9 @@ class ConstrainedRow:
         rejection sampler, so the result has the masked distribution while most
         steps cost one token's check.
         """
-        near_end = self.budget is not None and self._need + 2 * STEER_MARGIN >= self.budget
+        near_end = (
+            self.budget is not None and self._need + 2 * STEER_MARGIN >= self.budget
+        )
         return self.done or bool(self.plan) or near_end
 
     def allows(self, token: int) -> bool:
