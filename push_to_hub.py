@@ -40,6 +40,7 @@ MODEL_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "chat_template.jinja",
+    "conditioning.json",  # corpus spellings of composer and rhythm (abcmamba generate)
 )
 TAGS = ["music", "abc-notation", "mamba", "symbolic-music"]
 MAX_FILE_MB = 10  # anything but weights above this is not meant for the repo
@@ -139,7 +140,12 @@ def render_card(
         for key, metric, label in (
             ("val_bpc", "bpc", "bits per character"),
             ("val_loss", "loss", "validation loss (nats/token)"),
-            ("validity_rate", "validity", "valid tunes sampled from X:1"),
+            ("validity_rate", "validity", "valid tunes sampled from X:1 (ABC grammar)"),
+            (
+                "validity_rate_unconstrained",
+                "validity",
+                "valid tunes sampled from X:1 (no grammar)",
+            ),
         )
         if isinstance(metrics.get(key), (int, float))
     ]

@@ -526,3 +526,49 @@ def test_finished_rows_leave_the_cache_without_disturbing_others(
     )
     assert batch[0][2] is True and batch[0][1] == 3  # finished after 3 tokens
     assert batch[1] == alone[0] and batch[2] == alone[0]
+
+
+# ---------------------------------------------------------------- the logits processor
+
+
+def test_logits_processor_with_plain_generate(tokenizer):
+    """Two lines make plain `model.generate` write only valid tunes, ended in budget."""
+    from abcmamba.abc import validate
+
+    model = _tiny("mamba", tokenizer, seed=4)
+    torch.manual_seed(0)
+    prompt = tokenizer(["X:1\n"] * 4, return_tensors="pt")
+    processor = gen.AbcLogitsProcessor(tokenizer, {"M": "3/4"}, max_new_tokens=90)
+    out = model.generate(
+        **prompt, do_sample=True, max_new_tokens=90, logits_processor=[processor],
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    for row in out:
+        new = row[prompt.input_ids.shape[1] :].tolist()
+        assert tokenizer.eos_token_id in new  # ended (EOS) inside the budget
+        abc = tokenizer.decode(row, skip_special_tokens=True)
+        assert validate(abc) == [] and "\nM:3/4\n" in abc
+
+
+def test_random_token_walks_never_dead_end(tokenizer):
+    """Any allowed token keeps a valid ending reachable, whatever the scores say."""
+    from abcmamba.abc import validate
+    from abcmamba.generate.constrained import AbcConstraint, ConstrainedRow
+
+    rng = torch.Generator().manual_seed(0)
+    requests = [{}, {"M": "6/8", "K": "D"}, {"L": "1/16", "M": "4/4"}]
+    for i in range(6):
+        constraint = AbcConstraint(tokenizer, requests[i % 3])
+        budget = (40, 120)[i % 2]
+        row = ConstrainedRow(constraint, "X:1\n", budget)
+        text, steps = "X:1\n", 0
+        while not row.done:
+            scores = torch.randn(len(tokenizer), generator=rng) * 4
+            row.restrict(scores)
+            token = int(torch.multinomial(scores.softmax(-1), 1, generator=rng))
+            row.take(token)
+            steps += 1
+            if token != tokenizer.eos_token_id:
+                text += tokenizer.decode([token])
+        assert steps <= budget
+        assert validate(text) == [], text
