@@ -314,7 +314,7 @@ def tiny_run(tmp_path, tiny_lm):
     tunes = _fixture_tunes()
 
     def records(items: list[tuple[int, str]]) -> dict:
-        from abcmamba.evaluate.samples import _parse_header
+        from abcmamba.abc import parse_header as _parse_header
 
         rows = []
         for i, abc in items:
