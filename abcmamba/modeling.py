@@ -206,10 +206,8 @@ def _importable(name: str) -> bool:
 
 
 def _kernels():
-    try:
-        from abcmamba import kernels  # written by the scan-kernel issue
-    except ImportError:
-        return None
+    from abcmamba import kernels  # imported late: numba compiles on first use
+
     return kernels
 
 

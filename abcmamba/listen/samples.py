@@ -19,6 +19,7 @@ from pathlib import Path
 
 from abcmamba import UserError
 from abcmamba.abc.text import read_abc_file, split_tunes
+from abcmamba.convert import abc_to_midi, abc_to_svg
 from abcmamba.listen.midi import strip_midi_text
 
 logger = logging.getLogger(__name__)
@@ -279,48 +280,15 @@ def _abc_to_midi(abc: str, out: Path) -> bool:
 
 
 def _abc_to_midi_music21(abc: str, out: Path) -> None:
-    try:
-        # The project's converter works around music21's ABC faults.
-        from abcmamba.convert import abc_to_midi
-    except ImportError:
-        abc_to_midi = None
-    if abc_to_midi is not None:
-        abc_to_midi(abc, out)
-        return
-    import music21
-
-    music21.converter.parse(abc, format="abc").write("midi", fp=str(out))
+    # the project's converter works around music21's ABC faults
+    abc_to_midi(abc, out)
 
 
 def _abc_to_svg(abc: str, out: Path) -> bool:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".part.svg")
     try:
-        from abcmamba.convert import abc_to_svg
-    except ImportError:
-        abc_to_svg = None
-    try:
-        if abc_to_svg is not None:
-            abc_to_svg(abc, tmp)
-        else:
-            import verovio
-
-            toolkit = verovio.toolkit()
-            # Set explicitly: the default is not found from a second thread.
-            toolkit.setResourcePath(str(Path(verovio.__file__).parent / "data"))
-            # One tall page: the whole tune on screen, no page turns.
-            toolkit.setOptions(
-                {
-                    "inputFrom": "abc",
-                    "pageHeight": 60000,
-                    "adjustPageHeight": True,
-                    "pageWidth": 2100,
-                    "scale": 40,
-                }
-            )
-            if not toolkit.loadData(abc):
-                raise ValueError("verovio could not read the ABC")
-            tmp.write_text(toolkit.renderToSVG(1), encoding="utf-8")
+        abc_to_svg(abc, tmp)
     except Exception as err:  # engraving is best effort; the page works without it
         logger.warning("cannot engrave sheet music: %s", err)
         tmp.unlink(missing_ok=True)
