@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         n = max(args.tunes, batch)
-        loop(model, tokenizer, batch, batch, True, 99, 64)  # fill caches, compile kernels
+        loop(
+            model, tokenizer, batch, batch, True, 99, 64
+        )  # fill caches, compile kernels
         free, free_ok = loop(model, tokenizer, n, batch, False, 0, args.max_new_tokens)
         cons, cons_ok = loop(model, tokenizer, n, batch, True, 0, args.max_new_tokens)
         hf, hf_ok = plain_generate(model, tokenizer, n, batch, 0, args.max_new_tokens)

@@ -45,11 +45,14 @@ CASES = [
     ("[CEG]2 [DF]/[EG]/ z|d4|\n", True),  # chords with lengths
     ("[C2E2] [DF]2|d4|\n", True),  # a chord's first note gives its length
     ("A4-|A4|\n", True),  # a tie across the bar line
-    ("A4|A2|]\n", True),  # the last bar may be short at the tune's end ...
+    ("A4|A4|A2|]\n", True),  # the last bar may be short at the tune's end ...
+    ("A4|A2|]\n", False),  # ... of a section of at least two full bars
     ("A4|A2\n", True),  # ... (also with no bar line after it)
     ("A4|A2|A4|\n", False),  # ... not in the middle
     ("A4|A2|\n", False),  # stricter than the validator: the end must be marked
-    ("A4|A2:|A4|\n", True),  # a short bar before a repeat (section edge)
+    ("A4|A4|A2:|A2|A4|\n", True),  # short bars at a repeat (section edge)
+    ("A4|A2|1A2|\n", False),  # an ending does not excuse a short bar
+    ("A4|A2::A2::A4|\n", False),  # nor do repeat signs around every short bar
     ("A|d2e f|d4|\n", True),  # a pickup bar
     ("A4|[M:3/4]A6|A6|\n", True),  # an inline meter change
     ("A4|[L:1/4]A2|A2|\n", True),  # an inline unit change
@@ -117,7 +120,7 @@ def test_completion_ends_any_prefix_validly(text):
 
 
 def test_untrusted_text_is_refused():
-    for bad in ["\x0f", "%", '"^annotation"', "y", "&", "  "]:
+    for bad in ["\x0f", "%", '"^annotation"', "y", "&", " " * 9]:
         assert _feed(head() + "A2" + bad)[1] is None, bad
     grammar, state = _feed(head() + "A2 B")
     assert not grammar.accepts(state)  # no EOS inside a bar of a one-bar tune

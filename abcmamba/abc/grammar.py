@@ -43,6 +43,7 @@ MIN_BARS = 2  # as the validator
 GRID = Fraction(1, 16)  # written lengths are multiples of this many unit notes
 MAX_LENGTH = 16  # longest written length, in unit notes
 MAX_SLURS = 3
+MAX_SPACES = 8
 MAX_HEADER_LINE = 64
 # Composer and rhythm are free text: the lexer keeps no copy of it (so tokens of
 # any text share their work) and a requested value must come with the prompt.
@@ -89,7 +90,6 @@ _CHORD_SYMBOL = regex.compile(
 )
 MAX_CHORD_SYMBOL = 12
 _FREE_TEXT_BAN = frozenset("%\\")
-_EDGE_BAR_FREE = ("|", ".|")  # bar lines that are not section edges
 
 
 def _prefixes(values) -> frozenset[str]:
@@ -163,7 +163,7 @@ def _length_prefix_ok(text: str) -> bool:
 def _between(ch: str, line_start: bool):
     """Lexer step from between items: (state, events) or None."""
     if ch == " ":
-        return ("W",), ()  # one space; a second is not written
+        return ("W", 1), ()
     if ch == "\n":
         return None if line_start else (("L",), (("nl",),))
     if line_start and ch in ("K", "M", "L", "P"):
@@ -264,8 +264,10 @@ def lex(state: tuple, ch: str):
         return ("HT", state[1]), (("hfree",),)
     if kind in ("L", "B"):
         return _between(ch, kind == "L")
-    if kind == "W":
-        return None if ch == " " else _between(ch, False)
+    if kind == "W":  # spaces: a few in a row, as in the corpus, never endless
+        if ch == " ":
+            return (("W", state[1] + 1), ()) if state[1] < MAX_SPACES else None
+        return _between(ch, False)
     if kind == "N":
         _, rest, acc, phase, length = state
         step = _note_step(acc, phase, length, ch, rest)
@@ -467,7 +469,8 @@ class Music(NamedTuple):
     voices: tuple = ()  # voice ids when the tune has several voices
     vi: int = 0  # current voice (index into voices)
     phase: int = 1  # multi-voice: 0 needs [V:], 1 in the bar, 2 bar done
-    bars: tuple = ((0, False, 0),)  # per voice: (bars, last bar line an edge, slurs)
+    # per voice: (bars, last bar line a section edge, slurs, full bars in the section)
+    bars: tuple = ((0, False, 0, 0),)
     fill: Fraction = Fraction(0)  # length of the current bar so far
     music: bool = False  # the current bar has notes
     last: Fraction = Fraction(0)  # length of the last element (broken rhythm)
@@ -506,7 +509,11 @@ class Music(NamedTuple):
 
 
 def _edge(bar: str) -> bool:
-    return bar not in _EDGE_BAR_FREE
+    """A bar line that ends or starts a section: repeats, double and end bars.
+
+    Endings (``|1``, ``|2``) are not: the bars of an ending are ordinary bars.
+    """
+    return any(c in bar for c in ":][") or "||" in bar
 
 
 def _feasible(room: Fraction, unit: Fraction, ratio: Fraction, k: int) -> bool:
@@ -565,7 +572,7 @@ class TuneGrammar:
             return False
         # a last bar with no bar line after it counts, as in the validator
         open_bar = 1 if m.music else 0
-        return all(n + open_bar >= MIN_BARS and s == 0 for n, _, s in m.bars)
+        return all(n + open_bar >= MIN_BARS and s == 0 for n, _, s, _ in m.bars)
 
     def mask_key(self, state: tuple) -> tuple:
         """What of ``state`` decides which text may follow it (a cache key).
@@ -580,10 +587,22 @@ class TuneGrammar:
         cap = self._cap(m)
         room = None if cap is None else cap - m.fill
         free_fill = m.fill if cap is None and m.voices else None
-        bars = tuple((min(n, MIN_BARS), edge, slurs) for n, edge, slurs in m.bars)
+        bars = tuple((min(n, MIN_BARS), e, s, f) for n, e, s, f in m.bars)
         return (
-            lexer, m.phase, m.vi, m.voices, m.meters, room, free_fill, m.target,
-            m.last, m.broken, m.tuplet, m.pending, m.music, bars,
+            lexer,
+            m.phase,
+            m.vi,
+            m.voices,
+            m.meters,
+            room,
+            free_fill,
+            m.target,
+            m.last,
+            m.broken,
+            m.tuplet,
+            m.pending,
+            m.music,
+            bars,
         )
 
     # ---- events
@@ -624,7 +643,7 @@ class TuneGrammar:
             * max(1, len(voices)),
             voices=voices,
             phase=0 if voices else 1,
-            bars=((0, False, 0),) * max(1, len(voices)),
+            bars=((0, False, 0, 0),) * max(1, len(voices)),
         )
 
     def _header_line_ok(self, m: Music, text: str, partial: bool) -> bool:
@@ -809,14 +828,18 @@ class TuneGrammar:
             return None
         if not m.music:
             return m  # a bar line with no notes before it starts no bar
-        n, after_edge, slurs = m.bars[m.vi]
+        n, after_edge, slurs, full = m.bars[m.vi]
         if m.voices and m.vi > 0 and m.fill != m.target:
             return None
-        exempt = n == 0 or after_edge or _edge(text)
-        if m.cap is not None and m.fill != m.cap and not exempt:
-            return None  # a short bar away from the tune's or a section's edge
+        edge = _edge(text)
+        short = m.cap is not None and m.fill != m.cap
+        # a short bar: the tune's pickup, a section's pickup, or the bar that ends
+        # a section of at least two full bars (never a way around the meter)
+        if short and not (n == 0 or after_edge or (edge and full >= MIN_BARS)):
+            return None
+        full = 0 if edge else min(full + (not short), MIN_BARS)
         bars = list(m.bars)
-        bars[m.vi] = (n + 1, _edge(text), slurs)
+        bars[m.vi] = (n + 1, edge, slurs, full)
         target = m.target if m.vi > 0 else m.fill
         return m._replace(
             bars=tuple(bars),
@@ -830,12 +853,12 @@ class TuneGrammar:
     def _on_slur(self, m: Music, delta: int) -> Music | None:
         if m.phase != 1:
             return None
-        n, edge, slurs = m.bars[m.vi]
+        n, edge, slurs, full = m.bars[m.vi]
         slurs += delta
         if not 0 <= slurs <= MAX_SLURS:
             return None
         bars = list(m.bars)
-        bars[m.vi] = (n, edge, slurs)
+        bars[m.vi] = (n, edge, slurs, full)
         return m._replace(bars=tuple(bars))
 
     def _on_tuplet(self, m: Music, p: int, q: int, r: int) -> Music | None:
