@@ -479,6 +479,7 @@ class Music(NamedTuple):
     pending: bool = False  # a decoration or chord symbol waits for its note
     target: Fraction | None = None  # multi-voice: length of this line's bars
     line: int = 0  # characters of a composer or rhythm line being written
+    closing: str = ""  # multi-voice: voice 1's bar line on this line, which all repeat
 
     @property
     def cap(self) -> Fraction | None:
@@ -829,8 +830,8 @@ class TuneGrammar:
         if not m.music:
             return m  # a bar line with no notes before it starts no bar
         n, after_edge, slurs, full = m.bars[m.vi]
-        if m.voices and m.vi > 0 and m.fill != m.target:
-            return None
+        if m.voices and m.vi > 0 and (m.fill != m.target or text != m.closing):
+            return None  # every voice's bar as long as voice 1's, with its bar line
         edge = _edge(text)
         short = m.cap is not None and m.fill != m.cap
         # a short bar: the tune's pickup, a section's pickup, or the bar that ends
@@ -848,6 +849,7 @@ class TuneGrammar:
             last=Fraction(0),
             phase=2 if m.voices else 1,
             target=target if m.voices else None,
+            closing=text if m.voices and m.vi == 0 else m.closing,
         )
 
     def _on_slur(self, m: Music, delta: int) -> Music | None:
@@ -881,7 +883,8 @@ class TuneGrammar:
         return m if self._fits(m) else None
 
     def _on_tie(self, m: Music) -> Music | None:
-        return m if m.phase == 1 and m.last else None
+        # one tie per note: a run of ties is not music (and would never end)
+        return m._replace(last=Fraction(0)) if m.phase == 1 and m.last else None
 
     def _on_deco(self, m: Music) -> Music | None:
         if m.phase != 1:
@@ -1045,9 +1048,10 @@ def _pieces(g: TuneGrammar, state: tuple) -> list[str]:
     if m.bars[m.vi][2] and kind == "B":
         pieces.append(")")
     if m.music or (room is not None and room > 0 and m.voices):
+        bar_lines = [m.closing] if m.voices and m.vi > 0 else ["|", "|]"]
         if room:
-            pieces += [r + "|" for r in _rests(room, m.unit, 1, exact=True)]
-        pieces += ["|", "|]"]
+            pieces += [r + bar_lines[0] for r in _rests(room, m.unit, 1, exact=True)]
+        pieces += bar_lines
         if room:
             pieces += list(_rests(room, m.unit, 1))
     n_bars = m.bars[m.vi][0]

@@ -238,9 +238,9 @@ class ConstrainedRow:
     def _steer(self, scores: torch.Tensor) -> None:
         """Near the end of the budget keep only tokens after which the tune can end."""
         c = self.constraint
-        # the ending grows by at most a token's worth of music per step, so it is
-        # measured again only when the budget comes near the last measurement
-        if self._need + 2 * STEER_MARGIN < self.budget:
+        # the ending grows by about a token's worth of music per step, so it is
+        # measured every 16 steps, and every step once the budget comes near it
+        if self._need + 2 * STEER_MARGIN < self.budget and self.budget % 16:
             return
         need = c.finish_length(self.state)
         self._need = need or 0
