@@ -794,10 +794,15 @@ class TuneGrammar:
         return m if self._on_broken(m, text) is not None else None
 
     def _on_open_bar(self, m: Music, text: str) -> Music | None:
-        # some bar line starting with ``text`` must be allowed here
-        return (
-            m if any(self._on_bar(m, b) for b in BARS if b.startswith(text)) else None
-        )
+        # some bar line starting with ``text`` must be allowed here ...
+        if any(self._on_bar(m, b) for b in BARS if b.startswith(text)):
+            return m
+        # ... or "|[" is a bar line and the "[" of what follows ("[V:2]")
+        if text.endswith("[") and text[:-1] in BARS:
+            after = self._on_bar(m, text[:-1])
+            if after is not None and self._on_open_bracket(after) is not None:
+                return m
+        return None
 
     def _on_open_field(self, m: Music, text: str) -> Music | None:
         letter = text[0]
