@@ -263,12 +263,10 @@ def describe_scan_path(model: PreTrainedModel) -> str:
         return "attention (sdpa)"
     if model_type == "mamba2":
         return "mamba2 chunked SSD (torch)"
-    kernels = _kernels()
-    if kernels is not None:
-        try:
-            return kernels.describe_scan_path(model)
-        except Exception:  # noqa: BLE001 - the kernel module is optional and young
-            logger.debug("abcmamba.kernels.describe_scan_path failed", exc_info=True)
+    try:
+        return _kernels().describe_scan_path(model)
+    except Exception:  # noqa: BLE001 - the kernel module is young
+        logger.debug("abcmamba.kernels.describe_scan_path failed", exc_info=True)
     if next(model.parameters()).device.type == "cuda" and _importable("mamba_ssm"):
         return "cuda"
     if getattr(model.config, "use_mambapy", False) and _importable("mambapy"):
