@@ -84,6 +84,10 @@ def test_multi_voice_lines_keep_voices_aligned():
     assert not accepted(head(more=voices) + "[V:2]C4|[V:1]c4|\n[V:1]d4|[V:2]D4|\n")
     assert not accepted(head(more=voices) + "[V:1]c4|\n[V:1]d4|[V:2]D4|\n")
     assert not accepted(head(more="V:1\n") + "c4|d4|\n")  # one V: is not two voices
+    # a meter change in one voice would leave the other voices' bars no valid end
+    changed = "[V:1][M:3/4]c6|[V:2]C6|\n"
+    assert not accepted(head(more=voices) + "[V:1]c4|[V:2]C4|\n" + changed)
+    assert accepted(head(more=voices) + "[V:1][L:1/4]c2|[V:2]C4|\n[V:1]c2|[V:2]D4|\n")
 
 
 def test_header_order_and_requested_fields():

@@ -811,8 +811,10 @@ class TuneGrammar:
                 return None
             want = m.voices[0] if m.phase == 0 else _next_voice(m)
             return m if want is not None and want.startswith(text[2:]) else None
-        if letter not in "MLKP" or m.music or m.pending or m.voices and letter == "P":
+        if letter not in "MLKP" or m.music or m.pending:
             return None
+        if m.voices and letter in "MP":
+            return None  # a meter change in one voice would part the voices' bars
         if len(text) < 2:
             return m
         if letter in self.request:
@@ -906,8 +908,10 @@ class TuneGrammar:
                 return None
             vi = 0 if m.phase == 0 else m.vi + 1
             return m._replace(vi=vi, phase=1)
-        if letter not in "MLKP" or m.music or m.pending or m.voices and letter == "P":
+        if letter not in "MLKP" or m.music or m.pending:
             return None
+        if m.voices and letter in "MP":
+            return None  # a meter change in one voice would part the voices' bars
         if letter in self.request:
             return m if value == self.request[letter] else None
         if not _value_ok(letter, value, partial=False):

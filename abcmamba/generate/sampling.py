@@ -32,6 +32,9 @@ from abcmamba.generate.defaults import (
 from abcmamba.generate.unconstrained import GuardedRow, tune_end
 
 logger = logging.getLogger(__name__)
+# refused tokens removed and redrawn before the full mask is computed: sampling
+# without replacement until a token is allowed keeps the masked distribution
+REDRAWS = 4
 
 
 @dataclass
@@ -121,8 +124,15 @@ def sample_batch(
                 rows[b].restrict(logits[r])
         sampled = _sample(logits, temperature, top_k, top_p, gen).tolist()
         for r, b in enumerate(alive):
-            if not rows[b].allows(sampled[r]):  # refused: draw again from the mask
-                rows[b].restrict(logits[r])
+            # a refused token is removed and another drawn; the full mask (dearer)
+            # only after REDRAWS refusals
+            for redraw in range(REDRAWS + 1):
+                if rows[b].allows(sampled[r]):
+                    break
+                if redraw < REDRAWS:
+                    logits[r, sampled[r]] = float("-inf")
+                else:
+                    rows[b].restrict(logits[r])
                 again = _sample(logits[r : r + 1], temperature, top_k, top_p, gen)
                 sampled[r] = int(again[0])
         next_ids = []
