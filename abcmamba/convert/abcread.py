@@ -31,12 +31,14 @@ def abc_to_musicxml_text(abc: str) -> str:
     if "K:" not in abc:
         raise ConversionError("no K: field")
     from abcmamba.convert.abctext import (
+        bagpipe_keys,
         drop_grace_after_broken_rhythm,
         drop_text_fields,
         explicit_unit_length,
     )
 
-    abc = explicit_unit_length(drop_grace_after_broken_rhythm(drop_text_fields(abc)))
+    abc = drop_grace_after_broken_rhythm(drop_text_fields(abc))
+    abc = bagpipe_keys(explicit_unit_length(abc))
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:
         docs = abc2xml.getXmlDocs(abc)
@@ -101,7 +103,23 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
                 :200
             ]
         ) from err
+    drums = percussion_parts(xml)
+    for index, part in enumerate(score.parts):
+        part.editorial.percussion = index in drums
     return score
+
+
+def percussion_parts(xml: str) -> set[int]:
+    """Indexes of the parts abc2xml put on MIDI channel 10 (``%%MIDI channel 10``).
+
+    music21 reads no channel from MusicXML, so the MIDI writer is told apart.
+    """
+    root = ElementTree.fromstring(xml.encode("utf-8"))
+    return {
+        index
+        for index, part in enumerate(root.iter("score-part"))
+        if any(c.text and c.text.strip() == "10" for c in part.iter("midi-channel"))
+    }
 
 
 def _unplayed(element: music21.base.Music21Object) -> bool:
@@ -127,10 +145,15 @@ def playable(score: music21.stream.Score) -> music21.stream.Score:
     for element in list(score.recurse()):
         if _unplayed(element):
             element.activeSite.remove(element)
+        elif isinstance(element, music21.key.KeySignature) and element.sharps is None:
+            # a key of explicit accidentals ("K:Dphr ^F"): the notes carry their
+            # pitches, and music21's MIDI writer fails on the key's meta event
+            element.activeSite.remove(element)
         elif isinstance(element, music21.note.Note) and any(
-            isinstance(a, music21.articulations.Staccato) for a in element.articulations
+            type(a) is music21.articulations.Staccato for a in element.articulations
         ):
             # A staccato note (not a chord) sounds for half its length, as
-            # abc2midi plays it; the next note keeps its offset.
+            # abc2midi plays it (not a wedge or spiccato); the next note keeps
+            # its offset.
             element.quarterLength = element.quarterLength / 2
     return score

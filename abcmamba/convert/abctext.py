@@ -4,12 +4,15 @@ abc2xml (our ABC reader) and music21 differ from abc2midi, the reference
 implementation; this module settles the differences in the text itself:
 
 - accidentals carry to later notes of the same letter in *any* octave until
-  the bar line (abc2midi's default ``%%propagate-accidentals pitch``);
+  the bar line (abc2midi's default ``%%propagate-accidentals pitch``), except
+  those of grace notes;
 - repeats, first/second endings and the header's ``P:`` part order are played
   out for MIDI by abc2midi's own rules, sloppy repeats included;
 - a missing ``L:`` defaults from the meter (abc2xml always takes 1/8);
 - free-text header fields, which abc2xml can misread as music, are dropped;
-- a grace group right after ``>``/``<`` is dropped (abc2xml loses the rhythm).
+- a grace group right after ``>``/``<`` is dropped (abc2xml loses the rhythm);
+- ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp;
+- ``%%MIDI transpose`` of the header is read for the MIDI writer.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ _TOKEN = re.compile(
     re.VERBOSE | re.MULTILINE,
 )
 _FIELD_LINE = re.compile(r"^[A-Za-z+]:")
+_MIDI_TRANSPOSE = re.compile(r"^(?:%%MIDI|I:MIDI\s*=?)\s*transpose\s+(-?\d+)", re.I)
 
 
 @dataclass
@@ -121,6 +125,15 @@ def explicit_unit_length(abc: str) -> str:
     return "\n".join(header[:at] + [f"L:{unit}"] + header[at:] + body) + "\n"
 
 
+_PIPES_KEY = re.compile(r"(^K:\s*|\[K:\s*)H[Pp](?=[\s\]]|$)", re.M)
+
+
+def bagpipe_keys(abc: str) -> str:
+    """``K:HP``/``K:Hp`` (Highland pipes) as ``K:Amix``: the F and C sharp that
+    abc2midi plays; abc2xml would read no key at all."""
+    return _PIPES_KEY.sub(r"\1Amix", abc)
+
+
 _GRACE_AFTER_BROKEN = re.compile(r"([<>]+)\s*\{[^}\n]*\}")
 
 
@@ -149,14 +162,18 @@ def propagate_accidentals(abc: str) -> str:
             out.append(line)
             continue
         pieces = []
+        grace = False
         for token in tokenize(line):
             if token.kind == "bar" or (token.kind == "field" and token.text[1] in "VK"):
                 carried = {}
+            elif token.text in ("{", "}"):
+                grace = token.text == "{"
             elif token.kind == "note":
                 match = _TOKEN.match(token.text)
                 acc, letter = match.group("acc"), match.group("letter")
                 if acc:
-                    carried[letter.upper()] = acc
+                    if not grace:  # as abc2midi: a grace note's accidental is its own
+                        carried[letter.upper()] = acc
                 elif letter.upper() in carried:
                     token.text = carried[letter.upper()] + token.text
             pieces.append(token.text)
@@ -185,9 +202,10 @@ def _voices(
             voice_id = line[2:].split()[0] if line[2:].split() else ""
             current = switch(voice_id, line)
             continue
-        if _FIELD_LINE.match(line):
+        if _FIELD_LINE.match(line) or line.startswith("%%"):
             switch(current, "")
-            # A field line must start a line of its own after expansion.
+            # A field or directive line (%%MIDI channel 10) must start a line
+            # of its own after expansion.
             tokens[current].append(Token("other", "\n" + line + "\n"))
             continue
         switch(current, "")
@@ -400,3 +418,23 @@ def _expand_voices(abc: str, insert_starts: bool = True) -> str:
         text = "".join(_expand(tokens[voice_id], insert_starts))
         out.extend(line for line in text.splitlines() if line.strip())
     return "\n".join(out) + "\n"
+
+
+def midi_transpose(abc: str) -> tuple[int, bool]:
+    """Semitones of the header's ``%%MIDI transpose`` (abc2midi plays every note
+    shifted), and whether the body changes it (which is not played)."""
+    header, body = split_header(abc)
+    shift = 0
+    for line in header:
+        match = _MIDI_TRANSPOSE.match(line)
+        if match:
+            shift = int(match.group(1))
+    return shift, any(_MIDI_TRANSPOSE.match(line) for line in body)
+
+
+def tune_label(abc: str) -> str:
+    """``X:n "Title"`` of a tune, to name it in messages."""
+    number = re.search(r"(?m)^X:\s*(\S*)", abc)
+    title = re.search(r"(?m)^T:\s*(.+?)\s*$", abc)
+    label = f"X:{number.group(1)}" if number else "tune"
+    return f"{label} {title.group(1)!r}" if title else label

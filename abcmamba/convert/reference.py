@@ -8,6 +8,9 @@ performance-only decorations first (see :func:`reference_abc`): rolls,
 trills, chord arpeggiation and hornpipe swing are abc2midi's own
 realisation, not notes written in the score; music21, MusicXML and engraving
 keep them as marks.
+``%%MIDI ratio`` (abc2midi's swing of ``>``), ``%%MIDI trim`` (gaps between
+notes) and drones are dropped for the
+same reason, and drum notes (channel 10) are not compared.
 Repeats are expanded on both sides, as abc2midi and any player does.
 """
 
@@ -30,6 +33,7 @@ Note = tuple[float, int, float]
 TOLERANCE_QL = 2.5 / 480
 ABC2MIDI_FLAGS = ("-NGUI", "-NGRA", "-NFER", "-silent")
 ABC2MIDI_TIMEOUT_S = 30
+PERCUSSION_CHANNEL = 10  # General MIDI drums, as music21 numbers channels (1-16)
 
 # Decorations abc2midi turns into extra or shortened notes: rolls, trills,
 # mordents and turns.  Their notated pitch and length stay.
@@ -40,8 +44,11 @@ _PERFORMANCE_DECORATIONS = re.compile(
 )
 
 
+_PLAYBACK_ONLY = re.compile(r"^%%MIDI\s+(?:ratio|trim|drone|droneon)\b")
+
+
 def notes_from_midi(path: str | Path) -> list[Note]:
-    """Sorted (onset, pitch, duration) of every note in a MIDI file."""
+    """Sorted (onset, pitch, duration) of every note in a MIDI file, drums excepted."""
     mf = music21.midi.MidiFile()
     mf.open(str(path))
     mf.read()
@@ -58,6 +65,8 @@ def notes_from_midi(path: str | Path) -> list[Note]:
                 continue
             if event.type not in (cvm.NOTE_ON, cvm.NOTE_OFF):
                 continue
+            if event.channel == PERCUSSION_CHANNEL:
+                continue  # drums (%%MIDI drum/drumon, channel 10): not the score's notes
             key = (event.channel, event.pitch)
             if event.type == cvm.NOTE_ON and event.velocity > 0:
                 sounding.setdefault(key, []).append(tick)
@@ -76,8 +85,9 @@ def reference_abc(abc: str) -> str:
             # abc2midi staggers chord notes by default; the score does not.
             body_lines += [line, "%%MIDI chordattack 0"]
             continue
-        if line.startswith("R:"):
-            # abc2midi swings `>` as 2:1 in hornpipes; the notation says 3:1.
+        if line.startswith("R:") or _PLAYBACK_ONLY.match(line):
+            # abc2midi swings `>` as 2:1 in hornpipes (and as `%%MIDI ratio`
+            # says); the notation says 3:1.  Drones are accompaniment.
             continue
         if re.match(r"^[A-Za-z+]:", line) or line.startswith("%"):
             body_lines.append(line)

@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 
 from abcmamba.convert.abcread import abc_to_musicxml_text, abc_to_score, playable
-from abcmamba.convert.abctext import propagate_accidentals
+from abcmamba.convert.abctext import midi_transpose, propagate_accidentals, tune_label
 
 logger = logging.getLogger(__name__)
+PERCUSSION_CHANNEL = 10  # General MIDI drums (channels counted from 1)
 
 # Verovio page: one tall page so a tune is one SVG; width in 1/10 mm.
 VEROVIO_OPTIONS = {
@@ -26,14 +27,68 @@ def abc_to_midi(abc: str, path: str | Path) -> Path:
     """Write one ABC tune as MIDI, repeats played out as abc2midi does."""
     import music21
 
-    score = playable(abc_to_score(abc, expand=True))
+    score = _part_per_voice(playable(abc_to_score(abc, expand=True)))
+    shift, changed = midi_transpose(abc)
+    if changed:
+        logger.warning(
+            "%s: %%%%MIDI transpose inside the tune is not played", tune_label(abc)
+        )
+    if shift:
+        for note in score.recurse().notes:
+            note.transpose(shift, inPlace=True)
     mf = music21.midi.translate.streamToMidiFile(score)
+    _assign_channels(mf, score)
     mf.open(str(path), "wb")
     try:
         mf.write()
     finally:
         mf.close()
     return Path(path)
+
+
+def _part_per_voice(score):
+    """A score with one part per voice (two voices on one staff become two parts).
+
+    On one track a unison of two voices is one note to music21's MIDI writer;
+    abc2midi gives every voice its own track.
+    """
+    import music21
+
+    if not any(
+        p.recurse().getElementsByClass(music21.stream.Voice) for p in score.parts
+    ):
+        return score
+    split = music21.stream.Score()
+    for part in score.parts:
+        pieces = [part]
+        if part.recurse().getElementsByClass(music21.stream.Voice):
+            pieces = list(part.voicesToParts().parts)
+        for piece in pieces:
+            piece.editorial.percussion = part.editorial.get("percussion")
+            split.insert(0, piece)
+    return split
+
+
+def _assign_channels(mf, score) -> None:
+    """One MIDI channel per part, channel 10 for percussion parts, in place.
+
+    music21 shares a channel between parts of the same program (a unison of
+    two voices then cuts itself short) and reads no channel from MusicXML.
+    """
+    melodic = [c for c in range(1, 17) if c != PERCUSSION_CHANNEL]
+    # music21 writes a conductor track, then one track per part in order
+    tracks = mf.tracks[1:]
+    if len(tracks) != len(score.parts):
+        logger.debug(
+            "%d tracks for %d parts: channels left", len(tracks), len(score.parts)
+        )
+        return
+    for index, (part, track) in enumerate(zip(score.parts, tracks, strict=True)):
+        drums = part.editorial.get("percussion")
+        channel = PERCUSSION_CHANNEL if drums else melodic[index % len(melodic)]
+        for event in track.events:
+            if event.channel is not None and not event.isDeltaTime():
+                event.channel = channel
 
 
 def abc_to_musicxml(abc: str, path: str | Path) -> Path:
