@@ -15,6 +15,7 @@ import music21
 import pytest
 
 from abcmamba import UserError
+from abcmamba.abc.text import split_tunes
 from abcmamba.convert import (
     ConversionError,
     abc_to_midi,
@@ -253,6 +254,90 @@ def test_free_text_header_fields_are_never_music(tmp_path):
     abc = next(c for c in re.split(r"(?m)^(?=X:)", text) if c.startswith("X:279\n"))
     assert pitches(abc, tmp_path)[:4] == [72, 72, 74, 67]
     agrees_with_abc2midi(abc)
+
+
+def test_wedge_is_not_played_staccato(tmp_path):
+    # music21's Staccatissimo is a Staccato; abc2midi shortens only the dot.
+    abc = tune("!wedge!A2 .B2 c4 | c8 |")
+    assert [n[2] for n in midi_notes(abc, tmp_path)] == [1.0, 0.5, 2.0, 4.0]
+    agrees_with_abc2midi(abc)
+
+
+def test_grace_note_accidental_is_its_own(tmp_path, caplog):
+    abc = tune("c2 {^d}c2 d2 c2 | d8 |")
+    assert propagate_accidentals(abc).splitlines()[-1] == "c2 {^d}c2 d2 c2 | d8 |"
+    # abc2xml still carries it (abc2midi does not): said, not hidden
+    assert pitches(abc, tmp_path)[:3] == [72, 72, 75]
+    assert "X:1 't': a grace note's accidental sounds on later notes" in caplog.text
+
+
+def test_key_of_explicit_accidentals_plays(tmp_path):
+    # "K:D Phr ^F" is a key signature music21's MIDI writer could not write
+    abc = tune("D_EFG A_Bcd | d8 |", "M:4/4\nL:1/8\nK:D Phr ^F")
+    assert pitches(abc, tmp_path)[:4] == [62, 63, 66, 67]
+    agrees_with_abc2midi(abc)
+
+
+def test_bagpipe_key_sounds_f_and_c_sharp(tmp_path):
+    abc = tune("A2 c2 f2 g2 | a8 |", "M:4/4\nL:1/8\nK:HP")
+    assert pitches(abc, tmp_path) == [69, 73, 78, 79, 81]
+    agrees_with_abc2midi(abc)
+
+
+def test_midi_transpose_directive(tmp_path, caplog):
+    abc = tune("C2 E2 G2 c2 | C8 |", "M:4/4\nL:1/8\n%%MIDI transpose -2\nK:C")
+    assert pitches(abc, tmp_path) == [58, 62, 65, 70, 58]
+    agrees_with_abc2midi(abc)
+    later = tune("C8 |\n%%MIDI transpose 5\nC8 |")
+    assert pitches(later, tmp_path) == [60, 60]
+    assert "%MIDI transpose inside the tune is not played" in caplog.text
+
+
+def test_drum_voice_goes_to_channel_10_and_voices_get_own_channels(tmp_path):
+    abc = tune("V:1\nd2f2 a2f2 | d8 |]\nV:2\nd2f2 a2f2 | d8 |]\nV:3\n"
+               "%%MIDI channel 10\nF2F2 F2F2 | F8 |]", "M:4/4\nL:1/8\nK:D")  # fmt: skip
+    path = abc_to_midi(abc, tmp_path / "t.mid")
+    mf = music21.midi.MidiFile()
+    mf.open(str(path))
+    mf.read()
+    mf.close()
+    channels = [{e.channel for e in t.events if e.isNoteOn()} for t in mf.tracks]
+    assert channels == [set(), {1}, {2}, {10}]
+    # the drums are not compared; the two unison voices are two notes each time
+    assert len(notes_from_midi(path)) == 10
+    agrees_with_abc2midi(abc)
+
+
+def test_two_voices_on_one_staff_keep_their_unisons(tmp_path):
+    head = "M:4/4\nL:1/8\n%%score (1 2)\nK:G"
+    abc = tune("V:1\nxD3-D4 | G8 |]\nV:2\nz2D2 B,4 | G,8 |]", head)
+    notes = midi_notes(abc, tmp_path)
+    assert [n for n in notes if n[1] == 62] == [(0.5, 62, 3.5), (1.0, 62, 1.0)]
+    agrees_with_abc2midi(abc)
+
+
+CONFORMANCE = split_tunes((DATA / "conformance.abc").read_text(encoding="utf-8"))
+
+
+@needs_abc2midi
+@pytest.mark.parametrize(
+    "abc",
+    CONFORMANCE,
+    ids=[
+        t.split("\n")[1][2:].split(" ")[0] + "-" + t.split("\n")[0][2:]
+        for t in CONFORMANCE
+    ],
+)
+def test_conformance_suite_plays_like_abc2midi(abc, tmp_path):
+    """Each ABC 2.1 feature of tests/data/conformance.abc: our MIDI, note for note."""
+    result = compare_with_abc2midi(abc)
+    assert result, result.reason
+    # the same tune as MusicXML re-parses with music21, and engraves
+    score = music21.converter.parse(
+        abc_to_musicxml(abc, tmp_path / "t.musicxml"), format="musicxml"
+    )
+    assert len(score.recurse().notes) > 0
+    assert "<svg" in abc_to_svg(abc, tmp_path / "t.svg").read_text()
 
 
 # --- ABC outputs ---------------------------------------------------------------

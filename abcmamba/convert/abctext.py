@@ -17,8 +17,11 @@ implementation; this module settles the differences in the text itself:
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
 
 _TOKEN = re.compile(
     r"""
@@ -34,6 +37,7 @@ _TOKEN = re.compile(
     re.VERBOSE | re.MULTILINE,
 )
 _FIELD_LINE = re.compile(r"^[A-Za-z+]:")
+_NOT_MUSIC = re.compile(r"^(?:%|[A-Za-z+]:)")
 _MIDI_TRANSPOSE = re.compile(r"^(?:%%MIDI|I:MIDI\s*=?)\s*transpose\s+(-?\d+)", re.I)
 
 
@@ -155,17 +159,19 @@ def propagate_accidentals(abc: str) -> str:
     header, body = split_header(abc)
     out = []
     carried: dict[str, str] = {}  # letter (upper case) -> accidental in this bar
+    graced: set[str] = set()  # letters given an accidental by a grace note in this bar
+    leaks: list[str] = []
     for line in body:
         if _FIELD_LINE.match(line):
             if line.startswith(("V:", "K:")):
-                carried = {}
+                carried, graced = {}, set()
             out.append(line)
             continue
         pieces = []
         grace = False
         for token in tokenize(line):
             if token.kind == "bar" or (token.kind == "field" and token.text[1] in "VK"):
-                carried = {}
+                carried, graced = {}, set()
             elif token.text in ("{", "}"):
                 grace = token.text == "{"
             elif token.kind == "note":
@@ -174,10 +180,22 @@ def propagate_accidentals(abc: str) -> str:
                 if acc:
                     if not grace:  # as abc2midi: a grace note's accidental is its own
                         carried[letter.upper()] = acc
+                    elif letter.upper() not in carried:
+                        graced.add(letter.upper())
+                elif not grace and letter.upper() in graced - carried.keys():
+                    leaks.append(token.text)
                 elif letter.upper() in carried:
                     token.text = carried[letter.upper()] + token.text
             pieces.append(token.text)
         out.append("".join(pieces))
+    if leaks:
+        # abc2xml carries a grace note's accidental to later notes of the bar,
+        # abc2midi does not; undoing it needs the key signature's accidental
+        logger.warning(
+            "%s: a grace note's accidental sounds on later notes of its bar (%s)",
+            tune_label(abc),
+            ", ".join(leaks[:3]),
+        )
     return "\n".join(header + out) + "\n"
 
 
@@ -424,12 +442,21 @@ def midi_transpose(abc: str) -> tuple[int, bool]:
     """Semitones of the header's ``%%MIDI transpose`` (abc2midi plays every note
     shifted), and whether the body changes it (which is not played)."""
     header, body = split_header(abc)
+    # directives between K: and the first music line still apply to the whole tune
+    start = next(
+        (
+            i
+            for i, line in enumerate(body)
+            if line.strip() and not _NOT_MUSIC.match(line)
+        ),
+        len(body),
+    )
     shift = 0
-    for line in header:
+    for line in header + body[:start]:
         match = _MIDI_TRANSPOSE.match(line)
         if match:
             shift = int(match.group(1))
-    return shift, any(_MIDI_TRANSPOSE.match(line) for line in body)
+    return shift, any(_MIDI_TRANSPOSE.match(line) for line in body[start:])
 
 
 def tune_label(abc: str) -> str:
