@@ -263,6 +263,20 @@ def test_wedge_is_not_played_staccato(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_staccato_note_cuts_its_tie(tmp_path):
+    # abc2midi shortens the staccato note and sounds the note it was tied to
+    abc = tune(".E2-E2 G4 | c8 |")
+    assert midi_notes(abc, tmp_path)[:2] == [(0.0, 64, 0.5), (1.0, 64, 1.0)]
+    agrees_with_abc2midi(abc)
+
+
+def test_key_accidentals_without_spaces(tmp_path):
+    abc = tune("c2 g2 a2 A2 | c8 |", "M:4/4\nL:1/8\nK:C^c^a")
+    assert pitches(abc, tmp_path) == [73, 79, 82, 70, 73]
+    if abc2midi_available():  # abc2midi drops the accidental glued to the tonic
+        assert [n[1] for n in abc2midi_notes(abc)] == [72, 79, 82, 70, 72]
+
+
 def test_grace_note_accidental_is_its_own(tmp_path, caplog):
     abc = tune("c2 {^d}c2 d2 c2 | d8 |")
     assert propagate_accidentals(abc).splitlines()[-1] == "c2 {^d}c2 d2 c2 | d8 |"

@@ -35,10 +35,11 @@ def abc_to_musicxml_text(abc: str) -> str:
         drop_grace_after_broken_rhythm,
         drop_text_fields,
         explicit_unit_length,
+        spaced_key_accidentals,
     )
 
     abc = drop_grace_after_broken_rhythm(drop_text_fields(abc))
-    abc = bagpipe_keys(explicit_unit_length(abc))
+    abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:
         docs = abc2xml.getXmlDocs(abc)
@@ -142,9 +143,16 @@ def _unplayed(element: music21.base.Music21Object) -> bool:
 
 def playable(score: music21.stream.Score) -> music21.stream.Score:
     """Ready a repeat-expanded score for music21's MIDI writer, as abc2midi plays it."""
+    untied: set[int] = set()  # pitches whose tie a staccato note broke
     for element in list(score.recurse()):
         if _unplayed(element):
             element.activeSite.remove(element)
+        elif isinstance(element, music21.note.Note) and element.pitch.midi in untied:
+            # the note the staccato was tied to sounds again, as abc2midi plays it
+            untied.discard(element.pitch.midi)
+            if element.tie is not None and element.tie.type in ("stop", "continue"):
+                stop = element.tie.type == "stop"
+                element.tie = None if stop else music21.tie.Tie("start")
         elif isinstance(element, music21.key.KeySignature) and element.sharps is None:
             # a key of explicit accidentals ("K:Dphr ^F"): the notes carry their
             # pitches, and music21's MIDI writer fails on the key's meta event
@@ -154,6 +162,9 @@ def playable(score: music21.stream.Score) -> music21.stream.Score:
         ):
             # A staccato note (not a chord) sounds for half its length, as
             # abc2midi plays it (not a wedge or spiccato); the next note keeps
-            # its offset.
+            # its offset, and a tie from it is cut.
             element.quarterLength = element.quarterLength / 2
+            if element.tie is not None and element.tie.type in ("start", "continue"):
+                element.tie = None
+                untied.add(element.pitch.midi)
     return score

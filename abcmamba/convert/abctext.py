@@ -11,7 +11,8 @@ implementation; this module settles the differences in the text itself:
 - a missing ``L:`` defaults from the meter (abc2xml always takes 1/8);
 - free-text header fields, which abc2xml can misread as music, are dropped;
 - a grace group right after ``>``/``<`` is dropped (abc2xml loses the rhythm);
-- ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp;
+- ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp, and a key's explicit
+  accidentals are spaced apart (``K:C^f^c``);
 - ``%%MIDI transpose`` of the header is read for the MIDI writer.
 """
 
@@ -127,6 +128,22 @@ def explicit_unit_length(abc: str) -> str:
     if not header[at].startswith("K:"):
         return abc
     return "\n".join(header[:at] + [f"L:{unit}"] + header[at:] + body) + "\n"
+
+
+_KEY_FIELD = re.compile(r"(^K:|\[K:)([^\]\n%]*)", re.M)
+# an accidental glued to what comes before it: "C^f^c" (not "clef=bass")
+_GLUED_ACCIDENTAL = re.compile(
+    r"(?<=\S)(?=(?:\^{1,2}|_{1,2})[A-Ga-g])|(?<=[\^_=][A-Ga-g])(?==[A-Ga-g])"
+)
+
+
+def spaced_key_accidentals(abc: str) -> str:
+    """``K:C^f^c`` as ``K:C ^f ^c``: abc2xml reads explicit accidentals of a key
+    only when spaces part them.  (abc2midi drops the first of glued ones, here
+    the F sharp; we play what the standard says.)"""
+    return _KEY_FIELD.sub(
+        lambda m: m.group(1) + _GLUED_ACCIDENTAL.sub(" ", m.group(2)), abc
+    )
 
 
 _PIPES_KEY = re.compile(r"(^K:\s*|\[K:\s*)H[Pp](?=[\s\]]|$)", re.M)
