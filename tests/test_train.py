@@ -1,8 +1,10 @@
-"""Tests of train.py and abcmamba.modeling: tiny preset, tiny real corpus, CPU."""
+"""Tests of train.py, abcmamba.training and abcmamba.modeling: tiny preset, tiny
+real corpus, CPU."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -16,7 +18,11 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from abcmamba import modeling
-from abcmamba.tokenizer import train_tokenizer
+from abcmamba.evaluate.bpc import bits_per_character
+from abcmamba.tokenizer import load_tokenizer, train_tokenizer
+from abcmamba.training.config import TrainConfig
+from abcmamba.training.data import Blocks, group_texts, tokenize_tunes
+from abcmamba.training.schedule import CosineSchedule, TimeBudget, plan_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # train.py is a top-level script, not in the package
@@ -76,6 +82,104 @@ def run_record(run: Path) -> dict:
     return json.loads((run / "final" / train.RUN_FILE).read_text())
 
 
+def saved_bpc(run: Path, corpus: Path) -> dict:
+    """bits_per_character of RUN/final on the validation tunes its run scored."""
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM
+
+    record = run_record(run)
+    config = record["train_config"]
+    texts = list(load_from_disk(str(corpus))["validation"]["abc"])
+    model = AutoModelForCausalLM.from_pretrained(str(run / "final"))
+    tokenizer = load_tokenizer(run / "final")
+    return bits_per_character(
+        model,
+        tokenizer,
+        texts[: record["metrics"]["val_tunes"]],
+        max_length=config["block_size"] + 1,
+        progress=False,
+    )
+
+
+# ---------------------------------------------------------------- schedule
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    config = TrainConfig(warmup_steps=4, min_lr_ratio=0.1)
+    schedule = CosineSchedule(config, total=100, processes=1)
+    assert [schedule(s) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    # halfway through the cosine (steps 4..100), halfway down to the floor
+    assert schedule(52) == pytest.approx(0.55, rel=1e-12)
+    assert schedule(28) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 4)))
+    assert schedule(100) == 0.1 and schedule(500) == 0.1
+    # the warm-up is capped at 10% of the run
+    short = CosineSchedule(config, total=20, processes=1)
+    assert [short(0), short(1), short(2)] == [0.5, 1.0, 1.0]
+
+
+def test_cosine_schedule_divides_by_the_processes():
+    config = TrainConfig(warmup_steps=4, min_lr_ratio=0.1)
+    one = CosineSchedule(config, total=100, processes=1)
+    two = CosineSchedule(config, total=100, processes=2)
+    # Accelerate steps the scheduler once per process per optimizer step
+    assert [two(2 * s) for s in (0, 3, 52, 100)] == [one(s) for s in (0, 3, 52, 100)]
+    assert two(1) == 0.375  # half-way between optimizer steps 0 and 1
+
+
+def test_plan_steps_from_epochs_and_max_steps():
+    config = TrainConfig(batch_size=4, block_size=32, grad_accum=2, epochs=1.5)
+    plan = plan_steps(config, batches=40, processes=2)
+    assert (plan.steps_per_epoch, plan.epoch_steps, plan.total) == (10, 15, 15)
+    assert plan.tokens_per_step == 4 * 32 * 2 * 2
+    config.max_steps = 7
+    assert plan_steps(config, batches=40, processes=2).total == 7
+
+
+def test_time_budget_fits_total_steps_to_the_budget():
+    budget = TimeBudget(seconds=100.0, max_total=10**9)
+    assert budget.fit(4, elapsed=8.0, total=10**9) is None
+    # step 5 after 10 s: 2 s/step, 90 s left -> 45 more steps
+    assert budget.fit(5, elapsed=10.0, total=10**9) == 50
+    assert budget.state() == {"calibrated": False, "t5": 10.0}
+    assert budget.fit(10, elapsed=17.5, total=50) is None
+    # steps 5..25 took 30 s: 1.5 s/step, 60 s left -> 40 more steps
+    assert budget.fit(25, elapsed=40.0, total=50) == 65
+    assert budget.state() == {"calibrated": True, "t5": 10.0}
+    assert budget.fit(25, elapsed=40.0, total=65) is None  # calibrated once only
+
+
+def test_time_budget_bounds():
+    # the --epochs bound caps the fit, and a run past its budget still takes a step
+    assert TimeBudget(100.0, max_total=30).fit(5, 10.0, total=30 + 1) == 30
+    assert TimeBudget(100.0, max_total=10**9).fit(5, 200.0, total=10**9) == 6
+    # no budget, or already at the end: nothing to fit
+    assert TimeBudget(math.inf, max_total=10**9).fit(5, 10.0, total=10**9) is None
+    assert TimeBudget(100.0, max_total=10**9).fit(5, 10.0, total=5) is None
+
+
+# ---------------------------------------------------------------- packing
+
+
+def test_group_texts_drops_the_remainder():
+    blocks = group_texts([[1, 2, 3], [4, 5], [6, 7, 8, 9]], block_size=4)
+    assert blocks.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert group_texts([[1, 2, 3]], block_size=4).shape == (0, 4)
+    item = Blocks(blocks)[1]
+    assert item["input_ids"].tolist() == item["labels"].tolist() == [5, 6, 7, 8]
+
+
+def test_each_tune_is_bos_tune_eos(corpus):
+    tokenizer = load_tokenizer(corpus / "tokenizer")
+    tunes = ["X:1\nK:D\nDEF|\n", "X:2\nK:G\nGAB|\n"]
+    for tune, ids in zip(tunes, tokenize_tunes(tunes, tokenizer), strict=True):
+        body = tokenizer(tune, add_special_tokens=False)["input_ids"]
+        assert ids == [tokenizer.bos_token_id, *body, tokenizer.eos_token_id]
+        assert tokenizer.decode(ids, skip_special_tokens=True) == tune
+
+
+# ---------------------------------------------------------------- runs
+
+
 @pytest.mark.parametrize("preset", list(modeling.PRESETS))
 def test_llama_within_10_percent_of_mamba(preset):
     sizes = {}
@@ -102,6 +206,21 @@ def test_loss_falls_and_run_record(baseline):
     # keep_last=2 and no half-written checkpoint left behind
     names = sorted(p.name for p in (baseline / "checkpoints").iterdir())
     assert names == ["step_0000012", "step_0000016"]
+
+
+def test_val_bpc_is_bits_per_character_of_the_final_model(baseline, corpus):
+    metrics = run_record(baseline)["metrics"]
+    again = saved_bpc(baseline, corpus)
+    assert metrics["val_bpc"] == pytest.approx(again["bpc"], rel=1e-5)
+    assert metrics["val_loss"] == pytest.approx(
+        again["bits_per_token"] * math.log(2), rel=1e-5
+    )
+    assert (metrics["val_tokens"], metrics["val_chars"]) == (
+        again["tokens"],
+        again["characters"],
+    )
+    # block size 32 < the tunes: the 6 tunes were scored in several windows each
+    assert metrics["val_tunes"] == 6 and metrics["val_tokens"] > 6 * 32
 
 
 def test_final_folder_loads_in_pipeline(baseline):
@@ -235,6 +354,8 @@ def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
     metrics = run_record(run)["metrics"]
     assert metrics["num_processes"] == 2 and metrics["steps"] == 4
     assert metrics["train_loss"] < metrics["first_train_loss"]
+    # the two processes scored half the windows each and summed their bits
+    assert metrics["val_bpc"] == pytest.approx(saved_bpc(run, corpus)["bpc"], rel=1e-5)
 
 
 def test_time_budget_stops_training(corpus, tmp_path):

@@ -15,30 +15,50 @@ summed over the whole set (not an average of per-tune ratios).
 Tunes longer than ``max_length`` tokens are scored in consecutive windows;
 the first token of each window is context only, so every token is counted
 once but loses the context before its window.
+
+train.py measures its validation bpc with this same function, passing its
+``Accelerator`` so that the windows are split between the processes and the
+forward passes run under the run's mixed-precision autocast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 logger = logging.getLogger(__name__)
 
 
 def encode_tune(tokenizer, text: str) -> list[int]:
     """Token ids of one tune: BOS (from the tokenizer) + tune + EOS."""
-    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    return encode_tunes(tokenizer, [text])[0]
+
+
+def encode_tunes(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each tune: BOS (from the tokenizer) + tune + EOS."""
+    # one batched call (the fast tokenizer runs it in parallel); verbose=False
+    # because tunes longer than the model's context are scored in windows
+    batch = tokenizer(list(texts), add_special_tokens=True, verbose=False)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    if bos is not None and (not ids or ids[0] != bos):
-        ids.insert(0, bos)
-    if eos is not None and ids[-1] != eos:
-        ids.append(eos)
-    return ids
+    encoded = []
+    for ids in batch["input_ids"]:
+        ids = list(ids)
+        if bos is not None and (not ids or ids[0] != bos):
+            ids.insert(0, bos)
+        if eos is not None and ids[-1] != eos:
+            ids.append(eos)
+        encoded.append(ids)
+    return encoded
 
 
 def _windows(ids: list[int], max_length: int) -> list[list[int]]:
@@ -53,13 +73,16 @@ def _windows(ids: list[int], max_length: int) -> list[list[int]]:
     ]
 
 
-@torch.inference_mode()
+# no_grad rather than inference_mode: training calls this between optimizer
+# steps, and an inference tensor cached by a module would break the next backward
+@torch.no_grad()
 def sequence_nll_bits(
     model,
     sequences: Sequence[list[int]],
     batch_size: int = 8,
     pad_id: int = 0,
     progress: bool = True,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> list[float]:
     """Sum of NLL in bits over positions 1..L-1 of each sequence (position 0 is context)."""
     device = next(model.parameters()).device
@@ -76,9 +99,10 @@ def sequence_nll_bits(
             input_ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1
         input_ids, mask = input_ids.to(device), mask.to(device)
-        logits = model(
-            input_ids=input_ids, attention_mask=mask
-        ).logits.float()  # (B, L, V)
+        with autocast():
+            logits = model(
+                input_ids=input_ids, attention_mask=mask
+            ).logits.float()  # (B, L, V)
         logprobs = torch.log_softmax(logits[:, :-1], dim=-1)  # (B, L-1, V)
         target = input_ids[:, 1:]  # (B, L-1)
         nll = -logprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, L-1)
@@ -86,6 +110,40 @@ def sequence_nll_bits(
         for row, i in enumerate(batch):
             bits[i] = float(nll[row])
     return bits
+
+
+def _score_windows(
+    model,
+    windows: list[list[int]],
+    owner: list[int],
+    n_texts: int,
+    batch_size: int,
+    pad_id: int,
+    progress: bool,
+    accelerator: Accelerator | None,
+) -> list[float]:
+    """NLL bits of each text, summed over its windows (and over the processes)."""
+    mine = list(range(len(windows)))
+    autocast = contextlib.nullcontext
+    if accelerator is not None:
+        with accelerator.split_between_processes(mine) as share:
+            mine = list(share)
+        autocast = accelerator.autocast
+    was_training = model.training
+    model.eval()
+    try:
+        window_bits = sequence_nll_bits(
+            model, [windows[i] for i in mine], batch_size, pad_id, progress, autocast
+        )
+    finally:
+        model.train(was_training)
+    bits_per_text = [0.0] * n_texts
+    for i, b in zip(mine, window_bits, strict=True):
+        bits_per_text[owner[i]] += b
+    if accelerator is None:
+        return bits_per_text
+    summed = torch.tensor(bits_per_text, dtype=torch.float64, device=accelerator.device)
+    return accelerator.reduce(summed, reduction="sum").tolist()
 
 
 def bits_per_character(
@@ -96,12 +154,18 @@ def bits_per_character(
     batch_size: int = 8,
     max_length: int = 2048,
     progress: bool = True,
+    accelerator: Accelerator | None = None,
 ) -> dict:
     """Bits per character and per token over `texts`, overall and per source."""
     if not texts:
         raise ValueError("no texts to score")
     if max_length < 2:
         raise ValueError("max_length must be at least 2")
+    if accelerator is not None:
+        # the bare model: a DDP wrapper would sync buffers on every forward, and
+        # the processes run different numbers of batches
+        model = accelerator.unwrap_model(model)
+        progress = progress and accelerator.is_local_main_process
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit and max_length > limit:
         # a Transformer cannot score past its positions; Mamba has no such limit
@@ -113,21 +177,14 @@ def bits_per_character(
     windows: list[list[int]] = []
     owner: list[int] = []
     tokens_per_text: list[int] = []
-    for t, text in enumerate(texts):
-        ids = encode_tune(tokenizer, text)
+    for t, ids in enumerate(encode_tunes(tokenizer, texts)):
         tokens_per_text.append(len(ids) - 1)
         for window in _windows(ids, max_length):
             windows.append(window)
             owner.append(t)
-    was_training = model.training
-    model.eval()
-    try:
-        window_bits = sequence_nll_bits(model, windows, batch_size, pad_id, progress)
-    finally:
-        model.train(was_training)
-    bits_per_text = [0.0] * len(texts)
-    for t, b in zip(owner, window_bits, strict=True):
-        bits_per_text[t] += b
+    bits_per_text = _score_windows(
+        model, windows, owner, len(texts), batch_size, pad_id, progress, accelerator
+    )
 
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0, 0])
     for text, source, b, n_tok in zip(
