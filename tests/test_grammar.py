@@ -67,6 +67,15 @@ def test_bar_lengths(body, ok):
     assert accepted(head() + body) is ok
 
 
+def test_only_the_corpus_spellings_of_lengths_and_octaves():
+    assert accepted(head() + "A/B/ c// d//c3/ d|c'' C,,,3|\n")
+    assert not accepted(head() + "A33/44 B|d4|\n")  # 3/4, spelled oddly
+    assert not accepted(head() + "A66//88 B|d4|\n")
+    assert not accepted(head() + "c''' d3|d4|\n")  # above the corpus's range
+    assert not accepted(head() + "C,,,, d3|d4|\n")
+    assert not accepted(head() + "c, d3|d4|\n")  # a comma on a lower-case note
+
+
 def test_units_and_meters():
     assert accepted(head(unit="1/16") + "A8|B4c4|\n")
     assert not accepted(head(unit="1/16") + "A8|B4|c4|\n")

@@ -103,8 +103,9 @@ def _prefixes(values) -> frozenset[str]:
 #   ("L",)               body, at the start of a line
 #   ("B",)               body, between items
 #   ("N", rest, acc, phase, length)   a note (rest=True for z/x): accidentals,
-#                        phase "a" before the letter, "p" after it (octave
-#                        marks), "l" in the length
+#                        phase "a" before the letter, "p" after it: "pl"/"pu"
+#                        for a lower/upper case letter and its octave marks
+#                        so far ("pl'", "pu,,"), "l" in the length
 #   ("C", first, inner)  a chord: first note's written length (None before it),
 #                        inner note state (acc, phase, length) or None
 #   ("CL", first, length)  a chord's own length after "]"
@@ -137,7 +138,7 @@ def reachable_texts(text: str) -> dict[Fraction, str]:
     stack = [text]
     while stack:
         t = stack.pop()
-        value = note_length(t)
+        value = _written(t)
         on_grid = value is not None and 0 < value <= MAX_LENGTH
         on_grid = on_grid and (value / GRID).denominator == 1
         if on_grid and len(t) < len(found.get(value, t + "~")):
@@ -154,10 +155,30 @@ def reachable_lengths(text: str) -> tuple[Fraction, ...]:
     return tuple(sorted(reachable_texts(text)))
 
 
+def _written(text: str) -> Fraction | None:
+    """The length of a finished length spelling; None unless the sampler may write it."""
+    return note_length(text) if text == "" or text in _LENGTH_SPELLINGS else None
+
+
+def _after_letter(letter: str) -> str:
+    return "pl" if letter.islower() else "pu"
+
+
+def _spellings() -> frozenset[str]:
+    """Length spellings the sampler may write: the canonical one of each on-grid
+    length up to MAX_LENGTH with a numerator below 16 (or a whole number), and
+    the shorthands the corpus uses ("/", "//", "///", "3/")."""
+    found = {"/", "//", "///", "3/"}
+    for sixteenths in range(1, int(MAX_LENGTH / GRID) + 1):
+        value = sixteenths * GRID
+        if value.denominator == 1 or value.numerator < 16:
+            found.add(length_text(value))
+    found.discard("")
+    return frozenset(found)
+
+
 def _length_prefix_ok(text: str) -> bool:
-    return bool(re.fullmatch(r"\d{0,2}/{0,2}\d{0,2}", text)) and not text.startswith(
-        "0"
-    )
+    return text in _LENGTH_PREFIXES
 
 
 def _between(ch: str, line_start: bool):
@@ -169,7 +190,7 @@ def _between(ch: str, line_start: bool):
     if line_start and ch in ("K", "M", "L", "P"):
         return ("S", ch), ()
     if ch in NOTE_LETTERS:
-        return ("N", False, "", "p", ""), ()
+        return ("N", False, "", _after_letter(ch), ""), ()
     if ch in "^_=":
         return ("N", False, ch, "a", ""), ()
     if ch in "zx":
@@ -213,10 +234,14 @@ def _note_step(acc: str, phase: str, length: str, ch: str, rest: bool):
         if ch in "^_=" and acc + ch in ACCIDENTALS:
             return acc + ch, "a", ""
         if ch in NOTE_LETTERS:
-            return acc, "p", ""
+            return acc, _after_letter(ch), ""
         return False  # malformed: accidentals with no note
-    if phase == "p" and not rest and ch in ",'":
-        return acc, "p", ""  # octave marks (count not tracked)
+    if phase[0] == "p" and not rest and ch in ",'":
+        # the corpus's range: c'' at the top, C,,, at the bottom
+        mark, most = ("'", 2) if phase[1] == "l" else (",", 3)
+        if ch != mark or len(phase) - 2 >= most:
+            return False
+        return acc, phase + ch, ""
     if ch.isdigit() or ch == "/":
         if _length_prefix_ok(length + ch):
             return acc, "l", length + ch
@@ -276,7 +301,7 @@ def lex(state: tuple, ch: str):
         if step is not None:
             acc, phase, length = step
             return ("N", rest, acc if phase == "a" else "", phase, length), ()
-        written = note_length(length)
+        written = _written(length)
         if written is None:
             return None
         return _close_then((("el", written),), ch)
@@ -300,12 +325,12 @@ def lex(state: tuple, ch: str):
             if step is not None:
                 acc, phase, length = step
                 return ("C", first, (acc if phase == "a" else "", phase, length)), ()
-            written = note_length(length)
+            written = _written(length)
             if written is None:
                 return None
             first = written if first is None else first
         if ch in NOTE_LETTERS:
-            return ("C", first, ("", "p", "")), ()
+            return ("C", first, ("", _after_letter(ch), "")), ()
         if ch in "^_=":
             return ("C", first, (ch, "a", "")), ()
         if ch == "]" and first is not None:
@@ -319,7 +344,7 @@ def lex(state: tuple, ch: str):
                 if _length_prefix_ok(length + ch)
                 else None
             )
-        written = note_length(length)
+        written = _written(length)
         if written is None:
             return None
         return _close_then((("el", first * written),), ch)
@@ -1169,3 +1194,7 @@ def _header_pieces(g: TuneGrammar, m: Music, text: str) -> list[str]:
         if letter == "K":
             lines.append("K:C\n")
     return lines
+
+
+_LENGTH_SPELLINGS = _spellings()
+_LENGTH_PREFIXES = _prefixes(_LENGTH_SPELLINGS)
