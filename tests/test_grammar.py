@@ -76,6 +76,34 @@ def test_only_the_corpus_spellings_of_lengths_and_octaves():
     assert not accepted(head() + "c, d3|d4|\n")  # a comma on a lower-case note
 
 
+def test_no_note_shorter_than_musicxml_keeps():
+    # abc2xml writes notes under a 48th with the wrong length (measure overfull)
+    for body in (
+        "A//<B//c/d3 d2|d4|\n",
+        "A/16 x15/16 c3|d4|\n",
+        "(3A///B///c/// d3|d4|\n",
+    ):
+        assert not accepted(head() + body), body
+    assert accepted(head() + "A/<B/ (3c//d//e// d/ d2|d4|\n")
+
+
+def test_bar_lengths_agree_with_music21():
+    """What the grammar counts, abc2xml + music21 count the same."""
+    import warnings
+
+    from abcmamba.convert import abc_to_score
+
+    bodies = ["A/<B/ (3c//d//e// d/ d2|d4|", "(2AB (3c/d/e/|(5:4:5a/b/c/d/e/ f2|",
+              "[CE]/>[DF]/ G3/ A/ B|d4|", "(3:2:4c2de f2|d4|"]  # fmt: skip
+    for body in bodies:
+        assert accepted(head() + body + "\n"), body
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            score = abc_to_score(head() + body + "\n")
+        measures = score.parts[0].getElementsByClass("Measure")
+        assert [m.duration.quarterLength for m in measures] == [2.0, 2.0], body
+
+
 def test_units_and_meters():
     assert accepted(head(unit="1/16") + "A8|B4c4|\n")
     assert not accepted(head(unit="1/16") + "A8|B4|c4|\n")

@@ -41,6 +41,9 @@ HEADER_ORDER = "XCRMLQVK"  # canonical order of header fields in normalized ABC
 ORDER = {letter: i for i, letter in enumerate(HEADER_ORDER)}
 MIN_BARS = 2  # as the validator
 GRID = Fraction(1, 16)  # written lengths are multiples of this many unit notes
+# Shorter notes than these reach MusicXML (abc2xml) with the wrong length:
+NOTE_GRID = Fraction(1, 32)  # a plain note lasts a multiple of a 32nd note
+MIN_NOTE = Fraction(1, 48)  # and none, in a tuplet or broken rhythm, under a 48th
 MAX_LENGTH = 16  # longest written length, in unit notes
 MAX_SLURS = 3
 MAX_SPACES = 8
@@ -175,6 +178,12 @@ def _spellings() -> frozenset[str]:
             found.add(length_text(value))
     found.discard("")
     return frozenset(found)
+
+
+@cache
+def _by_commonness(text: str) -> tuple[Fraction, ...]:
+    """reachable_lengths(text), those nearest one unit note first."""
+    return tuple(sorted(reachable_lengths(text), key=lambda v: (abs(v - 1), v)))
 
 
 def _length_prefix_ok(text: str) -> bool:
@@ -547,7 +556,7 @@ def _feasible(room: Fraction, unit: Fraction, ratio: Fraction, k: int) -> bool:
     remainder that plain elements on the grid can fill exactly?"""
     if room < 0:
         return False
-    step = GRID * unit
+    step = max(GRID * unit, NOTE_GRID)  # both are powers of two
     if k == 0:
         return (room / step).denominator == 1
     j = k
@@ -739,12 +748,16 @@ class TuneGrammar:
         if (written / GRID).denominator != 1:
             return None
         length = written * m.unit
+        if (length / NOTE_GRID).denominator != 1:
+            return None
         if m.broken is not None:
             length *= m.broken
         tuplet = m.tuplet
         if tuplet:
             length *= tuplet[1]
             tuplet = (tuplet[0] - 1, tuplet[1]) if tuplet[0] > 1 else None
+        if length < MIN_NOTE:
+            return None
         fill = m.fill + length
         m = m._replace(
             fill=fill,
@@ -779,7 +792,8 @@ class TuneGrammar:
         return None
 
     def _on_open_chord(self, m: Music, inner: str, first: Fraction | None) -> Music:
-        firsts = (first,) if first is not None else reachable_lengths(inner)[:4]
+        # the common lengths first: most chords end on the first try
+        firsts = (first,) if first is not None else _by_commonness(inner)
         for f in firsts:
             for outer in (1, Fraction(1, 2), Fraction(1, 4), Fraction(1, 8), GRID):
                 if self._on_el(m, f * outer) is not None:
@@ -907,6 +921,8 @@ class TuneGrammar:
             return None
         short = Fraction(1, 2 ** len(text))
         first, second = (2 - short, short) if text[0] == ">" else (short, 2 - short)
+        if m.last * first < MIN_NOTE:
+            return None  # the note it shortens would be too short
         fill = m.fill + m.last * (first - 1)
         m = m._replace(fill=fill, last=Fraction(0), broken=second)
         cap = self._cap(m)
