@@ -228,10 +228,11 @@ def test_normalization_keeps_the_notes_of_corpus_tunes():
     assert checked >= 30
 
 
-def test_fingerings_become_annotations_and_unknown_symbols_go():
-    abc = 'X:1\nM:2/4\nL:1/8\nK:G\nuG"4"A kB"Am"c|"D.C."d4|]\n'
+def test_annotations_and_unknown_symbols_go_chord_symbols_stay():
+    abc = 'X:1\nM:2/4\nL:1/8\nK:G\nuG"4"A kB"Am"c|"D.C."d4|"^rit."d"@5,5 x"B"<(" A2|]\n'
     result = normalize(abc)
-    assert '"^4"A' in result.abc and '"^D.C."d4' in result.abc
+    body = result.abc.split("K:G\n")[1]
+    assert body.startswith('uGA B"Am"c|d4|dB A2|]'), body
     assert (
         '"Am"c' in result.abc
         and "uG" in result.abc

@@ -1,7 +1,8 @@
 """Normalize one ABC tune into the canonical text the models learn from.
 
 Rules (DESIGN.md): `X:1` first; header `C R M L Q V... K` in that order, `L:`
-always explicit; titles, notes, comments, `%%` directives and lyrics removed;
+always explicit; titles, notes, comments, `%%` directives, lyrics and
+annotations (quoted text that is not a chord symbol) removed;
 multi-voice music bar-interleaved, one line per bar group
 (`[V:1]...|[V:2]...|`); LF endings, no trailing spaces, one final newline.
 """
@@ -29,10 +30,11 @@ _VOICE_PROPS = ("clef", "octave", "transpose", "middle", "stafflines", "t", "m")
 _CLEF_WORD = re.compile(r"^(treble|bass|alto|tenor|perc|none)[\d+\-]*$")
 # Decoration letters ABC 2.1 defines without a U: field.
 DEFAULT_SYMBOLS = frozenset(".~HLMOPSTuv")
-# A chord symbol (`"Am7"`, `"(G)"`, `"N.C."`) or an annotation with its position.
-_CHORD_OR_ANNOTATION = re.compile(
-    r'^"(?:[\^_<>@].*|\(?[A-G][#b]?(?:maj|min|dim|aug|sus|add|[mMo+#b()/\-\d]|[A-G])*\)?'
-    r'|N\.?C\.?|)"$'
+# A chord symbol (`"Am7"`, `"(G)"`, `"N.C."`); any other quoted string is an
+# annotation (`"^rit."`, `"@5,5 text"`, a fingering `"4"`): text, not music.
+_CHORD_SYMBOL = re.compile(
+    r'^"(?:\(?[A-G][#b]?(?:maj|min|dim|aug|sus|add|[mMo+#b()/\-\d]|[A-G])*\)?'
+    r'|N\.?C\.?)"$'
 )
 _USER_SYMBOL = re.compile(r"^\s*(\S)\s*=\s*(\S+)\s*$")
 
@@ -255,8 +257,8 @@ def _add_music(
         elif tok.kind == "decoration" and tok.text.startswith("+"):
             # ABC 2.0's +trill+ is the deprecated spelling of !trill!
             pieces.append(f"!{tok.text[1:-1]}!" if len(tok.text) > 2 else "")
-        elif tok.kind == "string" and not _CHORD_OR_ANNOTATION.match(tok.text):
-            pieces.append(f'"^{tok.text[1:]}')  # text such as a fingering "4"
+        elif tok.kind == "string" and not _CHORD_SYMBOL.match(tok.text):
+            continue  # annotations: music21's ABC reader takes them for chords
         elif tok.kind == "unknown" and tok.text in "$!":
             pieces.append(" ")  # score line breaks are layout, not music
         else:
