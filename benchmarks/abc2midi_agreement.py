@@ -92,7 +92,9 @@ def measure(title: str, tunes: list[tuple[str, str]], literal: bool, show: int) 
 def main(argv: list[str] | None = None) -> int:
     """Measure each collection and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1000, help="folk tunes to sample")
+    parser.add_argument(
+        "--n", type=int, default=1000, help="folk tunes to sample (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--files", type=Path, nargs="*", default=[], help="ABC files or folders"
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     folk = corpus_tunes()
     random.Random(args.seed).shuffle(folk)
-    collections_ = [("music21 folk corpus", folk[: args.n])]
+    collections_ = [("music21 folk corpus", folk[: args.n])] if args.n > 0 else []
     collections_.append(("ABC 2.1 conformance suite", file_tunes([SUITE])))
     if args.files:
         collections_.append(("--files", file_tunes(args.files)))
