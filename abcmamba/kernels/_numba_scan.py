@@ -6,6 +6,29 @@ first half, the gate ``z`` in the second), ``(B, L, N)`` for ``B``/``C`` and
 ``(N, D)`` for ``A``. The innermost loop always runs over channels so LLVM
 vectorises it; the state of one block of channels lives in a small local array.
 
+The recurrence (Gu & Dao 2023, Mamba, Algorithm 2), per batch row, channel d
+and state index n, with x_t = ``u`` and the gate z_t from ``xz``::
+
+    h_t[n, d] = exp(Δ_t[d] A[n, d]) h_{t-1}[n, d] + Δ_t[d] B_t[n] x_t[d]   (h_0 = 0)
+    s_t[d]    = Σ_n C_t[n] h_t[n, d]
+    y_t[d]    = (s_t[d] + D[d] x_t[d]) · z_t[d] σ(z_t[d])                 (SiLU gate)
+
+and its gradients (ḡ = ∂loss/∂·; ḡh_t collects the future through h_{t+1}),
+walking t backwards from the chunk checkpoints::
+
+    ḡs_t      = ḡy_t z_t σ(z_t)
+    ḡz_t      = ḡy_t (s_t + D x_t) σ(z_t) (1 + z_t (1 - σ(z_t)))
+    ḡh_t     += C_t ḡs_t                      ḡC_t[n] = Σ_d ḡs_t[d] h_t[n, d]
+    ḡΔ_t      = Σ_n ḡh_t (A exp(Δ_t A) h_{t-1} + B_t x_t)
+    ḡA       += Σ_t ḡh_t Δ_t exp(Δ_t A) h_{t-1}
+    ḡB_t[n]   = Σ_d ḡh_t[n, d] Δ_t[d] x_t[d]
+    ḡx_t      = D ḡs_t + Σ_n ḡh_t Δ_t B_t      ḡD += Σ_t ḡs_t x_t
+    ḡh_{t-1}  = exp(Δ_t A) ḡh_t
+
+Names in the code: ``u`` x, ``delta`` Δ, ``a_t`` A (stored (N, D)), ``bm``/``cm``
+B/C, ``d_skip`` D, ``h``/``hbuf`` h, ``da``/``dabuf`` exp(ΔA), ``du`` Δx,
+``acc``/``ss`` s, ``gs`` ḡs, ``gh``/``ght`` ḡh, and ``g*`` the other gradients.
+
 Importing this module compiles nothing: numba compiles (or loads from its
 on-disk cache) on the first call.
 """
