@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from abcmamba.abc import AbcError, normalize, validate
+from abcmamba.abc import AbcError, normalize, parse_header, validate
 from data_prep.sources import Item
 
 log = logging.getLogger(__name__)
@@ -254,9 +254,7 @@ def music21_errors(tunes: list[str]) -> list[str]:
 
 def body_hash(abc: str) -> str:
     """Hash of the music (everything after the K: line) of a normalized tune."""
-    lines = abc.split("\n")
-    k_at = next((i for i, ln in enumerate(lines) if ln.startswith("K:")), 0)
-    return hashlib.sha1("\n".join(lines[k_at + 1 :]).encode()).hexdigest()
+    return hashlib.sha1(abc[parse_header(abc).end :].encode()).hexdigest()
 
 
 def split_of(abc: str) -> str:

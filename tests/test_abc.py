@@ -8,6 +8,7 @@ import music21
 import pytest
 
 from abcmamba.abc import (
+    HEADER_ORDER,
     AbcError,
     canonical_key,
     canonical_meter,
@@ -38,9 +39,39 @@ def test_split_ignores_text_between_tunes():
 def test_file_header_fields_are_inherited():
     text = "M:6/8\nL:1/8\n\nX:1\nT:a\nK:D\nABc def|gfe dcB|\n\nX:2\nM:2/4\nK:G\nAB cd|ef ga|\n"
     first, second = split_tunes(text)
-    assert parse_header(first)["M"] == ["6/8"]
-    assert parse_header(second)["M"] == ["2/4"]
-    assert parse_header(second)["L"] == ["1/8"]
+    assert parse_header(first).values("M") == ["6/8"]
+    assert parse_header(second).values("M") == ["2/4"]
+    assert parse_header(second).values("L") == ["1/8"]
+
+
+def test_parse_header_fields_in_order_and_where_the_body_starts():
+    abc = "X:1\nT:One\n% a comment\nT:Two % the other title\nM:6/8\nK:D\n|:AB|\nM:2/4\n"
+    header = parse_header(abc)
+    assert header.fields == (
+        ("X", "1"), ("T", "One"), ("T", "Two"), ("M", "6/8"), ("K", "D")
+    )  # fmt: skip
+    assert header.values("T") == ["One", "Two"] and header.get("M") == "6/8"
+    assert "K" in header and "L" not in header and header.get("L", "1/8") == "1/8"
+    assert header.closed and abc[header.end :] == "|:AB|\nM:2/4\n"
+    # stray text before K: is skipped, but it ends the header of a tune being written
+    stray = parse_header("X:1\nabc\nK:G\nd|")
+    assert (
+        stray.get("K") == "G" and stray.closed and stray.end == len("X:1\nabc\nK:G\n")
+    )
+    assert parse_header("X:1\nabc\n", partial=True).closed
+    assert parse_header("X:1\nabc\n").end == len("X:1\n")  # no K: the body starts
+    # partial: the line being written does not count yet
+    writing = parse_header("X:1\nR:reel\nM:6/", partial=True)
+    assert writing.fields == (("X", "1"), ("R", "reel")) and not writing.closed
+    assert parse_header("X:1\nR:reel\nM:6/").get("M") == "6/"
+    assert not parse_header("X:1\nK:D", partial=True).closed
+
+
+def test_grammar_uses_the_package_header_order():
+    from abcmamba.abc import grammar
+
+    # grammar.py still has its own copy; it must not drift from the package's
+    assert grammar.HEADER_ORDER == HEADER_ORDER == "XCRMLQVK"
 
 
 def test_latin1_file_is_decoded():
@@ -62,6 +93,8 @@ def test_latin1_file_is_decoded():
         ("D mix", "Dmix"),
         ("G clef=bass", "G clef=bass"),
         ("bass", "C clef=bass"),
+        ("Bb Bass", "Bb clef=bass"),
+        ("G none", "G clef=none"),
         ("D exp ^f ^c", "D exp ^f ^c"),
         ("A min -8va", "Am"),
         ("HP", "HP"),
@@ -134,6 +167,11 @@ def test_missing_unit_is_made_explicit():
     tune = normalize(wild_tunes()[3])
     assert "L:1/8" in tune.abc.split("\n")
     assert tune.unit_note_length == "1/8"
+
+
+def test_clef_word_of_a_voice_reads_as_in_a_key():
+    abc = "X:1\nM:2/4\nL:1/8\nV:1 Bass\nK:C\nC,D, E,F,|G,4|]\n"
+    assert "\nK:C clef=bass\n" in normalize(abc).abc
 
 
 def test_multivoice_is_bar_interleaved():

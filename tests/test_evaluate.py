@@ -29,9 +29,9 @@ from abcmamba.evaluate.metrics import (
 )
 from abcmamba.evaluate.structure import (
     BarIndex,
+    bar_texts,
     has_repeats,
     self_similarity,
-    split_bars,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -150,18 +150,18 @@ def test_intra_set_distances_and_compare_sets():
 
 def test_bars_repeats_and_self_similarity():
     abc = "X:1\nM:4/4\nL:1/8\nK:D\n|:A2FA DAFA|B2GB dBGB|A2 FA DAFA|1 BcdB A4:|2 BcdB A2FG|]\n"
-    assert split_bars(abc) == ["A2FADAFA", "B2GBdBGB", "A2FADAFA", "BcdBA4", "BcdBA2FG"]
+    assert bar_texts(abc) == ["A2FADAFA", "B2GBdBGB", "A2FADAFA", "BcdBA4", "BcdBA2FG"]
     assert has_repeats(abc)
     assert not has_repeats("X:1\nM:4/4\nL:1/8\nK:D\nABcd efga|[CEG]2 z6|]\n")
     assert has_repeats("X:1\nM:4/4\nK:D\nABcd efga|[1 g8:|[2 f8|]\n")
-    assert self_similarity(split_bars(abc)) == pytest.approx(1 / 5)
+    assert self_similarity(bar_texts(abc)) == pytest.approx(1 / 5)
 
 
 def test_plagiarism_finds_copied_phrase_not_unrelated_tune():
     tunes = _fixture_tunes()
     index = BarIndex(tunes)
     source = 1
-    bars = split_bars(tunes[source])
+    bars = bar_texts(tunes[source])
     assert len(bars) >= 10
     copied = "X:1\nM:6/8\nL:1/8\nK:Em\nz6|" + "|".join(bars[1:9]) + "|z3 z3|]\n"
     match = index.longest_match(copied)
@@ -314,20 +314,20 @@ def tiny_run(tmp_path, tiny_lm):
     tunes = _fixture_tunes()
 
     def records(items: list[tuple[int, str]]) -> dict:
-        from abcmamba.abc import parse_header as _parse_header
+        from abcmamba.abc import parse_header
 
         rows = []
         for i, abc in items:
-            header = _parse_header(abc)
+            header = parse_header(abc)
             rows.append(
                 {
                     "id": f"t{i}",
                     "abc": abc,
                     "source": "essen" if i >= 12 else "airds",
-                    "rhythm": (header.get("R") or [""])[0],
-                    "meter": (header.get("M") or [""])[0],
-                    "unit_note_length": (header.get("L") or [""])[0],
-                    "key": (header.get("K") or [""])[0],
+                    "rhythm": header.get("R", ""),
+                    "meter": header.get("M", ""),
+                    "unit_note_length": header.get("L", ""),
+                    "key": header.get("K", ""),
                 }
             )
         return Dataset.from_list(rows)

@@ -3,6 +3,9 @@
 from abcmamba.abc.header import (
     ACCEPTED_KEYS,
     ACCEPTED_METERS,
+    HEADER_ORDER,
+    ORDER,
+    Header,
     canonical_key,
     canonical_meter,
     default_unit,
@@ -15,7 +18,10 @@ from abcmamba.abc.validate import validate
 __all__ = [
     "ACCEPTED_KEYS",
     "ACCEPTED_METERS",
+    "HEADER_ORDER",
+    "ORDER",
     "AbcError",
+    "Header",
     "NormalizedTune",
     "canonical_key",
     "canonical_meter",

@@ -1,11 +1,15 @@
-"""Header fields: parsing, canonical spelling of keys and meters, default `L:`."""
+"""Header fields: parsing, canonical order and spelling of keys and meters, default `L:`."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from fractions import Fraction
 
 from abcmamba.abc.text import FIELD_LINE, strip_comment
+
+HEADER_ORDER = "XCRMLQVK"  # canonical order of header fields in normalized ABC
+ORDER = {letter: i for i, letter in enumerate(HEADER_ORDER)}
 
 # Canonical spelling of modes: major is written as the bare tonic.
 _MODES = {
@@ -21,7 +25,8 @@ _MODES = {
     "lyd": "lyd",
     "loc": "loc",
 }
-_CLEF_WORD = re.compile(r"^(treble|bass|alto|tenor|perc)[\d+\-]*$", re.IGNORECASE)
+# A clef name as ABC 2.1 allows it without `clef=` (in `K:` and `V:` lines).
+CLEF_WORD = re.compile(r"^(treble|bass|alto|tenor|perc|none)[\d+\-]*$", re.IGNORECASE)
 # abcm2ps octave-clef hints such as `-8va`: layout only, dropped.
 _OCTAVE_HINT = re.compile(r"^[+-]8va?$|^8va?$")
 _ACCIDENTAL = re.compile(r"^(\^{1,2}|_{1,2}|=)[A-Ga-g]$")
@@ -36,19 +41,50 @@ ACCEPTED_KEYS = (
 ACCEPTED_METERS = "N/D such as 4/4, 6/8, 3/2, (2+3)/8; C; C|; or none"
 
 
-def parse_header(abc: str) -> dict[str, list[str]]:
-    """Header fields of a tune (up to and including the first `K:`), in order."""
-    fields: dict[str, list[str]] = {}
-    for raw in abc.split("\n"):
-        if raw.startswith("%"):
-            continue
+@dataclass(frozen=True)
+class Header:
+    """The header of a tune: its field lines in order and where its body starts."""
+
+    fields: tuple[tuple[str, str], ...]  # (letter, value) up to and including K:
+    closed: bool  # K: or a line of music was read: no field can join the header
+    end: int  # offset of the body: after the K: line, else at the first music line
+
+    def __contains__(self, letter: str) -> bool:
+        return any(f == letter for f, _ in self.fields)
+
+    def get(self, letter: str, default: str | None = None) -> str | None:
+        """The last value of field ``letter``, or ``default`` when it is absent."""
+        return next((v for f, v in reversed(self.fields) if f == letter), default)
+
+    def values(self, letter: str) -> list[str]:
+        """Every value of field ``letter``, in order (`T:` may come several times)."""
+        return [v for f, v in self.fields if f == letter]
+
+
+def parse_header(text: str, partial: bool = False) -> Header:
+    """The header of a tune: field lines up to the first `K:`, comments left out.
+
+    Lines that are not fields before `K:` are skipped (stray text is not ABC),
+    but they close the header.  ``partial``: ``text`` is being written, so its
+    last line, with no newline yet, is not read.
+    """
+    lines = text.split("\n")
+    if partial:
+        lines = lines[:-1]
+    fields: list[tuple[str, str]] = []
+    closed, end, offset = False, None, 0
+    for raw in lines:
+        start, offset = offset, offset + len(raw) + 1
         m = FIELD_LINE.match(raw)
         if not m:
+            if not raw.startswith("%"):
+                closed = True
+                end = start if end is None else end
             continue
-        fields.setdefault(m.group(1), []).append(strip_comment(m.group(2)).strip())
+        fields.append((m.group(1), strip_comment(m.group(2)).strip()))
         if m.group(1) == "K":
-            break
-    return fields
+            return Header(tuple(fields), True, min(offset, len(text)))
+    return Header(tuple(fields), closed, len(text) if end is None else end)
 
 
 def canonical_key(value: str) -> str:
@@ -66,7 +102,7 @@ def canonical_key(value: str) -> str:
         key = first
     elif first.lower() == "none":
         key = "none"
-    elif _CLEF_WORD.match(first) or "=" in first:
+    elif CLEF_WORD.match(first) or "=" in first:
         key, rest = "C", words
     else:
         m = _KEY.match(first)
@@ -83,7 +119,7 @@ def canonical_key(value: str) -> str:
     for word in rest:
         if _ACCIDENTAL.match(word) or word == "exp":
             extras.append(word)
-        elif _CLEF_WORD.match(word):
+        elif CLEF_WORD.match(word):
             extras.append(f"clef={word.lower()}")
         elif _OCTAVE_HINT.match(word):
             continue

@@ -1,6 +1,6 @@
 """Normalize one ABC tune into the canonical text the models learn from.
 
-Rules (DESIGN.md): `X:1` first; header `C R M L Q V... K` in that order, `L:`
+Rules: `X:1` first; header `C R M L Q V... K` in that order (HEADER_ORDER), `L:`
 always explicit; titles, notes, comments, `%%` directives, lyrics and
 annotations (quoted text that is not a chord symbol) removed;
 multi-voice music bar-interleaved, one line per bar group
@@ -13,10 +13,13 @@ import re
 from dataclasses import dataclass, field
 
 from abcmamba.abc.header import (
+    CLEF_WORD,
+    HEADER_ORDER,
     canonical_key,
     canonical_meter,
     default_unit,
     key_name,
+    parse_header,
     parse_unit,
 )
 from abcmamba.abc.text import FIELD_LINE, Token, logical_lines, tokenize_music
@@ -27,7 +30,6 @@ _MUSIC_FIELDS = "KMLQ"
 # Inline fields that carry only text or layout.
 _TEXT_INLINE = re.compile(r"^\[[IrTNwWHSOZDBFGRsm+]:")
 _VOICE_PROPS = ("clef", "octave", "transpose", "middle", "stafflines", "t", "m")
-_CLEF_WORD = re.compile(r"^(treble|bass|alto|tenor|perc|none)[\d+\-]*$")
 # Decoration letters ABC 2.1 defines without a U: field.
 DEFAULT_SYMBOLS = frozenset(".~HLMOPSTuv")
 # A chord symbol (`"Am7"`, `"(G)"`, `"N.C."`); any other quoted string is an
@@ -70,7 +72,7 @@ def normalize(tune: str) -> NormalizedTune:
     k_at = next((i for i, ln in enumerate(lines) if ln.startswith("K:")), None)
     if k_at is None:
         raise AbcError("no K: field")
-    header = _parse_header_lines(lines[: k_at + 1])
+    header = _header_values(parse_header("\n".join(lines[: k_at + 1])).fields)
     try:
         key = canonical_key(header["K"])
         meter = canonical_meter(header["M"]) if "M" in header else ""
@@ -106,12 +108,15 @@ def normalize(tune: str) -> NormalizedTune:
         voice.lines = balance_slurs(voice.lines)
     if not played:
         raise AbcError("no notes")
-    meter_line = [f"M:{meter}"] if meter else []
-    head = ["X:1"]
-    head += [f"C:{header['C']}"] if header["C"] else []
-    head += [f"R:{header['R']}"] if header["R"] else []
-    head += meter_line + [f"L:{unit.replace(' ', '')}"]
-    head += [f"Q:{header['Q']}"] if header.get("Q") else []
+    values = {
+        "C": header["C"],
+        "R": header["R"],
+        "M": meter,
+        "L": unit.replace(" ", ""),
+        "Q": header.get("Q", ""),
+    }
+    # V: and K: come last in HEADER_ORDER: they are written below
+    head = ["X:1"] + [f"{f}:{values[f]}" for f in HEADER_ORDER if values.get(f)]
 
     if len(played) == 1:
         voice = next(iter(played.values()))
@@ -153,14 +158,11 @@ def normalize(tune: str) -> NormalizedTune:
     )
 
 
-def _parse_header_lines(lines: list[str]) -> dict:
+def _header_values(fields: tuple[tuple[str, str], ...]) -> dict:
+    """The header as normalization reads it: first T: and R:, every C:, last M: L: Q: K:."""
     header: dict = {"T": "", "C": "", "R": "", "V": [], "U": {}}
     last = None
-    for line in lines:
-        m = FIELD_LINE.match(line)
-        if not m:
-            continue  # stray music before K: is not ABC; skipped
-        letter, value = m.group(1), m.group(2).strip()
+    for letter, value in fields:
         if letter == "+" and last in ("T", "C", "R"):
             header[last] = f"{header[last]} {value}".strip()
             continue
@@ -194,8 +196,8 @@ def _voice_props(props: str) -> str:
         name = word.split("=", 1)[0].lower()
         if "=" in word and name in _VOICE_PROPS:
             kept.append(word)
-        elif "=" not in word and _CLEF_WORD.match(word):
-            kept.append(f"clef={word}")
+        elif "=" not in word and CLEF_WORD.match(word):
+            kept.append(f"clef={word.lower()}")
     return " ".join(kept)
 
 

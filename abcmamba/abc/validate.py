@@ -53,17 +53,17 @@ def validate(abc: str) -> list[str]:
         return ["no K: field"]
     reasons = []
     try:
-        canonical_key(header["K"][-1])
+        canonical_key(header.get("K"))
     except ValueError as err:
         reasons.append(str(err))
     meter = "none"
     try:
-        meter = canonical_meter(header["M"][-1]) if "M" in header else "none"
+        meter = canonical_meter(header.get("M", "none"))
         meter_length(meter)
     except ValueError as err:
         reasons.append(str(err))
         meter = "none"
-    unit = header["L"][-1] if "L" in header else default_unit(meter)
+    unit = header.get("L", default_unit(meter))
     try:
         parse_unit(unit)
     except ValueError as err:

@@ -18,23 +18,18 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from abcmamba.abc import parse_header, validate
+from abcmamba.abc import validate
+from abcmamba.abc.header import Header, canonical_key, canonical_meter, parse_header
 from abcmamba.convert import abc_to_midi, abc_to_score
 from abcmamba.evaluate.metrics import notes_from_stream, piece_features
-from abcmamba.evaluate.structure import has_repeats, split_bars
+from abcmamba.evaluate.structure import bar_texts, has_repeats
+from abcmamba.generate.conditions import FLAG_FIELDS
 
 logger = logging.getLogger(__name__)
 
 # Header fields a conditioned sample is asked for, in canonical order.
 CONDITION_FIELDS = ("rhythm", "meter", "unit_note_length", "key")
 METER_FIT = 0.75  # share of inner bars that must fill the meter
-_LETTER = {
-    "composer": "C",
-    "rhythm": "R",
-    "meter": "M",
-    "unit_note_length": "L",
-    "key": "K",
-}
 
 
 @dataclass
@@ -47,7 +42,7 @@ class TuneAnalysis:
     features: dict[str, np.ndarray] | None = None
     bars: list[str] = field(default_factory=list)
     repeats: bool = False
-    header: dict[str, list[str]] = field(default_factory=dict)
+    header: Header = field(default_factory=lambda: parse_header(""))
     key_sharps: int | None = None  # key signature the tune declares
     analysed_sharps: int | None = None  # key signature of music21's key estimate
     bar_fit: float | None = None  # share of inner bars whose length fits the meter
@@ -111,7 +106,7 @@ def analyse_tune(abc: str, midi: bool = True, finished: bool = True) -> TuneAnal
     result = TuneAnalysis(abc=abc, header=parse_header(abc))
     if not finished:
         result.reasons.append("unfinished: no end of tune within the token budget")
-    result.bars = split_bars(abc)
+    result.bars = bar_texts(abc)
     result.repeats = has_repeats(abc)
     try:
         result.reasons.extend(_validate(abc))
@@ -129,7 +124,7 @@ def analyse_tune(abc: str, midi: bool = True, finished: bool = True) -> TuneAnal
     else:
         result.features = piece_features(notes)
     if "K" in result.header:
-        result.key_sharps = key_signature_sharps(result.header["K"][-1])
+        result.key_sharps = key_signature_sharps(result.header.get("K"))
     try:
         result.analysed_sharps = (
             int(score.analyze("key").sharps) if len(notes) else None
@@ -208,23 +203,12 @@ def conditions_from_records(
 
 def _acceptable(record: dict) -> bool:
     """Whether the key and meter are spellings the sampler accepts as conditions."""
-    from abcmamba.abc.header import canonical_key, canonical_meter
-
     try:
         canonical_key(str(record["key"]))
         canonical_meter(str(record["meter"]))
     except ValueError:
         return False
     return True
-
-
-def prompt_for(conditions: dict[str, str]) -> str:
-    """Prefix prompt in canonical header order: `X:1`, then the requested fields."""
-    lines = ["X:1"]
-    for name in ("composer", *CONDITION_FIELDS):
-        if conditions.get(name):
-            lines.append(f"{_LETTER[name]}:{conditions[name]}")
-    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -285,11 +269,11 @@ def conditioning_summary(
     asked: Counter[str] = Counter()
     for request, a in zip(requests, analyses, strict=True):
         ok_all = True
-        for name, letter in (("rhythm", "R"), ("meter", "M"), ("key", "K")):
+        for name in ("rhythm", "meter", "key"):
             if name not in request:
                 continue
             asked[name] += 1
-            got = a.header.get(letter, [""])[-1]
+            got = a.header.get(FLAG_FIELDS[name], "")
             header_ok = (
                 got.replace(" ", "").lower() == request[name].replace(" ", "").lower()
             )

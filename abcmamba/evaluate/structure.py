@@ -14,29 +14,30 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from abcmamba.abc.header import parse_header
+from abcmamba.abc.text import FIELD_LINE
+
 logger = logging.getLogger(__name__)
 
 # A bar line (`|`, `||`, `|]`, `[|`, `|:`, `:|`, `::`, `:||:`), with an
 # optional ending number after it (`|1`, `:|2`, `|[1`, `[1,3`).
 _BARLINE = re.compile(r"(?:::|\[\||:*\|+\]?:*)(?:\s*\[?\d+(?:[,\-]\d+)*)?")
-_FIELD_LINE = re.compile(r"^[A-Za-z+]:")
 _WHITESPACE = re.compile(r"\s+")
 
 
 def tune_body(abc: str) -> str:
-    """The music of a tune: the lines after its `K:` header line, without field lines."""
-    lines = abc.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("K:"):
-            lines = lines[i + 1 :]
-            break
+    """The music of a tune: the lines after its header, without field lines."""
+    lines = abc[parse_header(abc).end :].splitlines()
     return "\n".join(
-        line.split("%", 1)[0] for line in lines if not _FIELD_LINE.match(line)
+        line.split("%", 1)[0] for line in lines if not FIELD_LINE.match(line)
     )
 
 
-def split_bars(abc: str) -> list[str]:
-    """Bars of a tune's body, whitespace removed, empty bars dropped."""
+def bar_texts(abc: str) -> list[str]:
+    """Bars of the body as copies are compared: no bar lines, endings or spaces.
+
+    Empty bars are dropped. (:func:`abcmamba.abc.split_bars` keeps the bar lines.)
+    """
     body = _WHITESPACE.sub("", tune_body(abc))
     return [bar for bar in _BARLINE.split(body) if bar]
 
@@ -78,7 +79,7 @@ def _bar_hashes(abc: str) -> list[int | None]:
     """
     return [
         None if _RESTS_ONLY.fullmatch(_INLINE_FIELD.sub("", bar)) else _hash(bar)
-        for bar in split_bars(abc)
+        for bar in bar_texts(abc)
     ]
 
 

@@ -8,7 +8,7 @@
 - :mod:`~abcmamba.generate.loading` and :mod:`~abcmamba.generate.cli`.
 """
 
-from abcmamba.abc.grammar import HEADER_ORDER, ORDER
+from abcmamba.abc.header import HEADER_ORDER, ORDER
 from abcmamba.generate.cli import FORMATS, add_arguments, run, write_formats
 from abcmamba.generate.conditions import (
     FLAG_FIELDS,

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from pathlib import Path
 
 from abcmamba import UserError
-from abcmamba.abc.grammar import FIELD_VALUES, HEADER_ORDER, ORDER
+from abcmamba.abc.grammar import FIELD_VALUES
 from abcmamba.abc.header import (
     ACCEPTED_KEYS,
     ACCEPTED_METERS,
+    HEADER_ORDER,
+    ORDER,
     canonical_key,
     canonical_meter,
+    parse_header,
     parse_unit,
 )
 
@@ -113,20 +115,6 @@ def field_conditions(
     return dict(sorted(fields.items(), key=lambda kv: ORDER[kv[0]]))
 
 
-def header_lines(text: str) -> tuple[list[tuple[str, str]], bool]:
-    """Complete header field lines of ``text`` and whether the header is closed."""
-    lines = text.split("\n")[:-1]  # the last element is an unfinished line
-    found = []
-    for line in lines:
-        m = re.match(r"^([A-Za-z]):(.*)$", line)
-        if not m:
-            return found, True
-        found.append((m.group(1), m.group(2).strip()))
-        if m.group(1) == "K":
-            return found, True
-    return found, False
-
-
 def build_prompt(
     conditions: dict[str, str], prompt: str | None = None
 ) -> tuple[str, list]:
@@ -140,9 +128,9 @@ def build_prompt(
     text = prompt if prompt is not None else "X:1\n"
     if not text.startswith("X:"):
         text = "X:1\n" + text
-    have, closed = header_lines(text)
-    present = dict(have)
-    last = max((ORDER.get(letter, 0) for letter, _ in have), default=0)
+    header = parse_header(text, partial=True)
+    present = dict(header.fields)
+    last = max((ORDER.get(letter, 0) for letter, _ in header.fields), default=0)
     pending = []
     for letter, value in conditions.items():
         if letter in present:
@@ -151,7 +139,7 @@ def build_prompt(
                     f"the prompt has {letter}:{present[letter]} but {letter}:{value} was requested"
                 )
             continue
-        if closed or ORDER[letter] < last:
+        if header.closed or ORDER[letter] < last:
             raise UserError(
                 f"cannot add {letter}:{value} after the prompt's header "
                 f"(fields go in the order {' '.join(HEADER_ORDER)}); put it in --prompt"

@@ -32,7 +32,7 @@ from abcmamba.abc.grammar import (
     lex,
     lex_open_events,
 )
-from abcmamba.generate.conditions import header_lines
+from abcmamba.abc.header import parse_header
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +122,10 @@ class AbcConstraint:
                     )
         finally:
             self.grammar.prompting = False
-        have = dict(header_lines(prompt)[0])
+        header = parse_header(prompt, partial=True)
         for letter in FREE_TEXT_FIELDS:
             want = self.grammar.request.get(letter)
-            if want is not None and have.get(letter) != want:
+            if want is not None and header.get(letter) != want:
                 raise ValueError(f"the prompt must hold the requested {letter}:{want}")
         if self.finish_length(state) is None:
             raise ValueError("no valid tune can start with this prompt")

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import torch
 
 from abcmamba import UserError
+from abcmamba.abc.header import parse_header
 from abcmamba.compat import cache_kwargs, output_cache
-from abcmamba.generate.conditions import build_prompt, field_conditions, header_lines
+from abcmamba.generate.conditions import build_prompt, field_conditions
 from abcmamba.generate.constrained import AbcConstraint, ConstrainedRow
 from abcmamba.generate.defaults import (
     DEFAULT_BATCH_SIZE,
@@ -174,12 +175,11 @@ def check_tune(abc: str, conditions: dict[str, str], finished: bool) -> list[str
     reasons = []
     if not finished:
         reasons.append("unfinished: max_new_tokens reached")
-    header, _ = header_lines(abc)
-    have = dict(header)
+    header = parse_header(abc)
     for letter, value in conditions.items():
-        if have.get(letter) != value:
+        if header.get(letter) != value:
             reasons.append(f"requested {letter}:{value} missing")
-    body = "\n".join(abc.split("\n")[len(header) :])
+    body = abc[header.end :]
     for letter in set(conditions) & set("MLK"):
         # a mid-tune change of a requested meter/key/unit would not honour the request
         changes = re.findall(rf"(?:^|\[){letter}:([^\]\n]*)", body, flags=re.M)
@@ -194,13 +194,12 @@ def describe(abc: str) -> tuple[str | None, str | None, int | None]:
     """Key, meter and bar count of a tune (bars via the normalizer when it parses)."""
     from abcmamba.abc import AbcError, normalize
 
-    have = dict(header_lines(abc)[0])
+    header = parse_header(abc)
     try:
         bars = normalize(abc).n_bars
     except AbcError:  # an invalid tune: count bar lines instead
-        body = abc.split("\nK:", 1)[-1].split("\n", 1)[-1]
-        bars = len(re.findall(r"\|+\]?|::?\|", body))
-    return have.get("K"), have.get("M"), bars
+        bars = len(re.findall(r"\|+\]?|::?\|", abc[header.end :]))
+    return header.get("K"), header.get("M"), bars
 
 
 def generate_tunes(

@@ -13,8 +13,7 @@ from collections import deque
 
 import torch
 
-from abcmamba.abc.grammar import HEADER_ORDER, ORDER
-from abcmamba.generate.conditions import header_lines
+from abcmamba.abc.header import HEADER_ORDER, ORDER, parse_header
 
 BODY = len(HEADER_ORDER)  # the "order" of a line that is not a header field
 
@@ -23,8 +22,7 @@ class HeaderGuard:
     """Tracks one sample's header and rewrites lines that would skip a requested field."""
 
     def __init__(self, prompt: str, pending: list[tuple[str, str]], locked: set[str]):
-        _, closed = header_lines(prompt)
-        self.in_header = not closed
+        self.in_header = not parse_header(prompt, partial=True).closed
         self.line = prompt.rsplit("\n", 1)[-1]  # text of the unfinished line
         self.pending = list(pending)
         self.locked = set(locked)  # requested letters: only we write them
