@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from abcmamba import UserError
+from abcmamba import UserError, is_hub_id
 
 logger = logging.getLogger("push_to_hub")
 
@@ -112,11 +112,7 @@ def _hub_datasets(manifest: dict | None) -> list[str]:
 
 def _base_model(train_config: dict) -> str | None:
     source = train_config.get("init_from")
-    if (
-        source
-        and not Path(source).exists()
-        and re.fullmatch(r"[\w.-]+/[\w.-]+", source)
-    ):
+    if source and not Path(source).exists() and is_hub_id(source):
         return source
     return None
 
@@ -528,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
               "(or `huggingface-cli login`) or set HF_TOKEN", file=sys.stderr)  # fmt: skip
         return 2
     try:
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo_id):
+        if not is_hub_id(args.repo_id):
             raise UserError(f"--repo-id {args.repo_id!r} is not OWNER/NAME")
         left_out = stage(
             args.run_dir,

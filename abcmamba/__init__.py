@@ -1,6 +1,11 @@
 """abcmamba: Mamba state-space language models for music in ABC notation."""
 
+import re
+
 __version__ = "0.1.0"
+
+# OWNER/NAME as the Hub spells repo ids: neither part starts with '.' or '-'
+_HUB_ID = re.compile(r"(?![.-])[\w.-]+/(?![.-])[\w.-]+")
 
 
 class UserError(Exception):
@@ -8,3 +13,8 @@ class UserError(Exception):
 
     Scripts and the `abcmamba` CLI print it as one line and exit with code 2.
     """
+
+
+def is_hub_id(name: str) -> bool:
+    """True when ``name`` is spelled like a Hugging Face Hub repo id (OWNER/NAME)."""
+    return bool(_HUB_ID.fullmatch(name))

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tokenizers import (
     Regex,
@@ -28,6 +29,9 @@ from tokenizers import (
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from abcmamba import UserError
+
+if TYPE_CHECKING:  # datasets is imported only by the functions that read a corpus
+    from datasets import DatasetDict
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +149,15 @@ def check_lossless(
     return bad
 
 
-def load_corpus_split(data: str | Path, split: str) -> list[str]:
-    """The ``abc`` column of one split of a data_prep DatasetDict folder."""
-    from datasets import load_from_disk
+def load_corpus(
+    data: str | Path, *splits: str, allow_empty: bool = False
+) -> DatasetDict:
+    """The DatasetDict of a data_prep folder, checked to hold each of ``splits``.
+
+    Each needs an ``abc`` column and rows (none only with ``allow_empty``);
+    anything else is a UserError.
+    """
+    from datasets import DatasetDict, load_from_disk
 
     data = Path(data)
     if not data.exists():
@@ -155,17 +165,30 @@ def load_corpus_split(data: str | Path, split: str) -> list[str]:
             f"--data {data} does not exist (build it with `python -m data_prep`)"
         )
     try:
-        dd = load_from_disk(str(data))
+        corpus = load_from_disk(str(data))
     except (FileNotFoundError, ValueError) as err:
         raise UserError(f"--data {data} is not a saved DatasetDict: {err}") from None
     except IndexError:  # what datasets raises for a split saved with zero rows
         raise UserError(f"--data {data} holds an empty split") from None
-    if split not in dd:
-        raise UserError(f"--data {data} has no {split!r} split (has {list(dd)})")
-    if "abc" not in dd[split].column_names:
-        raise UserError(f"--data {data} split {split!r} has no 'abc' column")
+    if not isinstance(corpus, DatasetDict):
+        raise UserError(f"--data {data} holds one Dataset, not a DatasetDict of splits")
+    for split in splits:
+        if split not in corpus:
+            raise UserError(
+                f"--data {data} has no {split!r} split (has {list(corpus)})"
+            )
+        if "abc" not in corpus[split].column_names:
+            raise UserError(f"--data {data} split {split!r} has no 'abc' column")
+        if not allow_empty and len(corpus[split]) == 0:
+            raise UserError(f"--data {data} has an empty {split} split")
+    return corpus
+
+
+def load_corpus_split(data: str | Path, split: str) -> list[str]:
+    """The non-empty ``abc`` texts of one split of a data_prep DatasetDict folder."""
+    rows = load_corpus(data, split, allow_empty=True)[split]
     # datasets cannot read the column of a zero-row split, so check the length first
-    texts = [t for t in dd[split]["abc"] if t] if len(dd[split]) else []
+    texts = [t for t in rows["abc"] if t] if len(rows) else []
     if not texts and split == "train":
         raise UserError(f"--data {data} has an empty train split")
     return texts

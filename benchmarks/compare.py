@@ -267,7 +267,9 @@ def _compare(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from abcmamba.evaluate import evaluate, load_corpus, load_model
+    from abcmamba.evaluate import evaluate
+    from abcmamba.generate import load_model
+    from abcmamba.tokenizer import load_corpus
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -275,7 +277,7 @@ def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     contexts = [int(c) for c in args.contexts.split(",") if c]
-    corpus = load_corpus(args.data, "test")
+    corpus = load_corpus(args.data, "test", "train")
     runs = find_runs(args, out)
     finals = [str(run_dir / "final") for _, run_dir in runs]
 

@@ -361,7 +361,11 @@ def test_cache_is_used_one_token_per_step(tokenizer, monkeypatch):
 # ---------------------------------------------------------------- loading and CLI
 
 
-def test_load_model_errors(tmp_path, model_dir):
+def test_load_model_errors_and_run_folders(tmp_path, model_dir, tokenizer):
+    import shutil
+
+    from abcmamba.generate.loading import resolve_model
+
     no_tok = tmp_path / "no_tok"
     no_tok.mkdir()
     (no_tok / "config.json").write_text((model_dir / "config.json").read_text())
@@ -369,6 +373,33 @@ def test_load_model_errors(tmp_path, model_dir):
         gen.load_model(str(no_tok))
     with pytest.raises(UserError, match="no such model folder"):
         gen.load_model(str(tmp_path / "missing"))
+    with pytest.raises(UserError, match="expected config.json or final/config.json"):
+        gen.load_model(str(tmp_path))
+    # a training run folder stands for its final/ model
+    shutil.copytree(model_dir, tmp_path / "run" / "final")
+    assert resolve_model(str(tmp_path / "run")) == str(tmp_path / "run" / "final")
+    model, loaded = gen.load_model(str(tmp_path / "run"), fast=False)
+    assert type(model).__name__ == "MambaForCausalLM"
+    assert loaded.get_vocab() == tokenizer.get_vocab()
+
+
+@pytest.mark.parametrize(
+    "name, hub",
+    [
+        ("someone/abc-mamba", True),
+        ("some.one/abc_mamba.v2", True),
+        ("abc-mamba", False),
+        ("a/b/c", False),
+        ("./runs", False),
+        ("-a/b", False),
+        ("a/.b", False),
+        ("~/model", False),
+    ],
+)
+def test_hub_id_spelling(name, hub):
+    from abcmamba import is_hub_id
+
+    assert is_hub_id(name) is hub
 
 
 def test_load_model_unreachable_hub_id(monkeypatch):

@@ -9,11 +9,13 @@ import pytest
 from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer
 
-from abcmamba import cli
+from abcmamba import UserError, cli
 from abcmamba.tokenizer import (
     META_FILE,
     chars_per_token,
     check_lossless,
+    load_corpus,
+    load_corpus_split,
     load_tokenizer,
     train_tokenizer,
 )
@@ -94,3 +96,26 @@ def test_cli_missing_data_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert err.startswith("abcmamba tokenizer: error:") and "\n" not in err
+
+
+def test_load_corpus_checks_the_splits_asked_for(tmp_path, tunes):
+    DatasetDict(
+        {
+            "train": Dataset.from_dict({"abc": ["", *tunes[:3]]}),
+            "test": Dataset.from_dict({"text": tunes[3:5]}),
+        }
+    ).save_to_disk(str(tmp_path / "corpus"))
+    assert len(load_corpus(tmp_path / "corpus", "train")["train"]) == 4
+    assert load_corpus_split(tmp_path / "corpus", "train") == tunes[:3]  # no ""
+    with pytest.raises(UserError, match="no 'validation' split"):
+        load_corpus(tmp_path / "corpus", "validation")
+    with pytest.raises(UserError, match="no 'abc' column"):
+        load_corpus(tmp_path / "corpus", "test")
+    DatasetDict(
+        {"train": Dataset.from_dict({"abc": tunes[:2]}), "test": Dataset.from_dict({})}
+    ).save_to_disk(str(tmp_path / "empty"))
+    with pytest.raises(UserError, match="empty split"):
+        load_corpus(tmp_path / "empty", "train")
+    Dataset.from_dict({"abc": tunes[:2]}).save_to_disk(str(tmp_path / "one"))
+    with pytest.raises(UserError, match="not a DatasetDict"):
+        load_corpus(tmp_path / "one")

@@ -73,68 +73,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_model(spec: str) -> str:
-    """A loadable folder or Hub id for DIR_OR_ID; run folders resolve to their final/."""
-    path = Path(spec)
-    if path.exists():
-        if (path / "final" / "config.json").is_file():
-            return str(path / "final")
-        if not (path / "config.json").is_file():
-            raise UserError(
-                f"no model in {spec} (expected config.json or final/config.json)"
-            )
-        return str(path)
-    parts = spec.split("/")
-    if spec.startswith((".", "/", "~")) or len(parts) != 2 or not all(parts):
-        raise UserError(f"model folder {spec} does not exist")
-    return spec  # a Hub id
-
-
-def load_model(spec: str, device: str | None = None, fast: bool = True):
-    """(model, tokenizer) from a folder or Hub id, with one-line errors.
-
-    ``fast``: on a CPU, run Mamba on abcmamba's kernels (same results, faster).
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    where = resolve_model(spec)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModelForCausalLM.from_pretrained(where)
-    except OSError as err:
-        raise UserError(
-            f"cannot load model {spec}: {str(err).splitlines()[0]}"
-        ) from err
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device).eval()
-    if device == "cpu" and fast:
-        from abcmamba.generate import enable_cpu_fast_paths
-
-        enable_cpu_fast_paths(model)
-    return model, tokenizer
-
-
-def load_corpus(path: str, split: str):
-    """The DatasetDict at `path`, checked to have `split` and `train`."""
-    from datasets import DatasetDict, load_from_disk
-
-    if not Path(path).exists():
-        raise UserError(
-            f"corpus folder {path} does not exist (run `python -m data_prep`)"
-        )
-    try:
-        corpus = load_from_disk(path)
-    except (FileNotFoundError, ValueError) as err:
-        raise UserError(f"{path} is not a saved DatasetDict: {err}") from err
-    if not isinstance(corpus, DatasetDict):
-        raise UserError(f"{path} holds one Dataset, not a DatasetDict with splits")
-    for name in (split, "train"):
-        if name not in corpus or len(corpus[name]) == 0:
-            raise UserError(f"corpus {path} has no {name!r} split or it is empty")
-    return corpus
-
-
 def _features_of(analyses) -> list[dict]:
     return [a.features for a in analyses if a.features is not None]
 
@@ -209,13 +147,15 @@ def evaluate(args: argparse.Namespace) -> dict:
         validity_summary,
     )
     from abcmamba.evaluate.structure import BarIndex, structure_summary
+    from abcmamba.generate.loading import load_model, resolve_model
+    from abcmamba.tokenizer import load_corpus
 
     if args.n < 2:
         raise UserError("-n must be at least 2")
     specs = list(dict.fromkeys(args.model))
     for spec in specs:
         resolve_model(spec)  # fail before any slow work
-    corpus = load_corpus(args.data, args.split)
+    corpus = load_corpus(args.data, args.split, "train")
     held_out, train = corpus[args.split], corpus["train"]
     rng = np.random.default_rng(args.seed)
     picks = rng.choice(len(held_out), size=min(args.n, len(held_out)), replace=False)

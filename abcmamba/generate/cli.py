@@ -30,7 +30,9 @@ FORMATS = ("mid", "musicxml", "svg", "png")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `abcmamba generate`."""
     parser.add_argument(
-        "--model", required=True, help="model folder or Hub id OWNER/NAME"
+        "--model",
+        required=True,
+        help="model folder, run folder (uses its final/) or Hub id OWNER/NAME",
     )
     parser.add_argument(
         "--composer",

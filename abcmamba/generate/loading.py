@@ -1,65 +1,75 @@
-"""Load a model for sampling: a save_pretrained folder or a Hub id, plain Auto classes."""
+"""Load a model: a save_pretrained folder, a training run folder or a Hub id, Auto classes."""
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from abcmamba import UserError
+from abcmamba import UserError, is_hub_id
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
-def load_model(dir_or_repo: str, device: str | None = None):
-    """Model and tokenizer from a save_pretrained folder or a Hub id (plain Auto classes)."""
+def resolve_model(spec: str) -> str:
+    """A loadable folder or Hub id for DIR_OR_ID; run folders resolve to their final/."""
+    path = Path(spec)
+    if not path.exists():
+        if not is_hub_id(spec):
+            raise UserError(
+                f"{spec}: no such model folder, and not a Hub id (OWNER/NAME)"
+            )
+        return spec
+    if (path / "final" / "config.json").is_file():
+        path = path / "final"
+    elif not (path / "config.json").is_file():
+        raise UserError(
+            f"no model in {spec} (expected config.json or final/config.json)"
+        )
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise UserError(
+            f"{path} has no tokenizer (tokenizer.json); save one with the model"
+        )
+    return str(path)
+
+
+def load_model(
+    spec: str, device: str | None = None, fast: bool = True
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """(model, tokenizer) from a model folder, run folder or Hub id; one-line errors.
+
+    ``fast``: on a CPU, run Mamba on abcmamba's kernels (same results, faster).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(dir_or_repo)
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise UserError(f"{path} is not a model folder (no config.json)")
-        if not any(
-            (path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")
-        ):
-            raise UserError(
-                f"{path} has no tokenizer (tokenizer.json); save one with the model"
-            )
-    elif not HUB_ID.fullmatch(dir_or_repo):
-        raise UserError(
-            f"{dir_or_repo}: no such model folder, and not a Hub id (OWNER/NAME)"
-        )
+    where = resolve_model(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(dir_or_repo)
-        model = AutoModelForCausalLM.from_pretrained(dir_or_repo)
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where)
     except (OSError, ValueError) as err:
         first = (
             str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         )
-        raise UserError(f"cannot load model {dir_or_repo!r}: {first}") from None
+        raise UserError(f"cannot load model {spec!r}: {first}") from None
     except Exception as err:  # network errors from huggingface_hub / requests
         name = type(err).__name__
-        if (
-            "Http" in name
-            or "Connection" in name
-            or "Timeout" in name
-            or "Offline" in name
-        ):
-            raise UserError(
-                f"cannot reach the Hub for {dir_or_repo!r}: {name}"
-            ) from None
+        if any(kind in name for kind in ("Http", "Connection", "Timeout", "Offline")):
+            raise UserError(f"cannot reach the Hub for {spec!r}: {name}") from None
         raise
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
-    if device == "cpu":
+    if device == "cpu" and fast:
         enable_cpu_fast_paths(model)
     return model, tokenizer
 
 
-def enable_cpu_fast_paths(model) -> None:
+def enable_cpu_fast_paths(model: PreTrainedModel) -> None:
     """abcmamba's CPU kernels for a Mamba model's prefill and decode (others: no-op).
 
     The weights and the results stay those of the stock model; only the
