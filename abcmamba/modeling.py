@@ -23,7 +23,8 @@ from transformers import (
     PreTrainedModel,
 )
 
-from abcmamba import UserError
+from abcmamba import UserError, kernels
+from abcmamba.kernels import describe_scan_path
 
 logger = logging.getLogger(__name__)
 
@@ -205,12 +206,6 @@ def _importable(name: str) -> bool:
         return False
 
 
-def _kernels():
-    from abcmamba import kernels  # imported late: numba compiles on first use
-
-    return kernels
-
-
 def configure_scan_path(model: PreTrainedModel, requested: str = "auto") -> str:
     """Select the selective-scan implementation of a Mamba model; return its name.
 
@@ -223,21 +218,19 @@ def configure_scan_path(model: PreTrainedModel, requested: str = "auto") -> str:
     if getattr(model.config, "model_type", "") != "mamba":
         return describe_scan_path(model)
     on_gpu = next(model.parameters()).device.type == "cuda"
-    kernels = _kernels()
     if requested == "cuda" or (
         requested == "auto" and (on_gpu or torch.cuda.is_available())
     ):
         if _importable("mamba_ssm") and _importable("causal_conv1d"):
-            return "cuda"
+            # the name describe_scan_path gives once the model is on the GPU
+            return "mamba-ssm-cuda"
         if requested == "cuda":
             raise UserError("--scan-path cuda needs mamba-ssm and causal-conv1d")
-    if requested in ("auto", "kernel") and kernels is not None:
+    if requested in ("auto", "kernel"):
         if kernels.kernel_available() and kernels.enable_cpu_kernel(model):
             return describe_scan_path(model)
         if requested == "kernel":
             raise UserError("the abcmamba CPU scan kernel is not available here")
-    elif requested == "kernel":
-        raise UserError("abcmamba.kernels is not installed in this checkout")
     if requested in ("auto", "mambapy"):
         if _importable("mambapy"):
             model.config.use_mambapy = True
@@ -253,24 +246,6 @@ def configure_scan_path(model: PreTrainedModel, requested: str = "auto") -> str:
         "Mamba runs on transformers' SEQUENTIAL scan (about 44 tokens/s on 2 CPU "
         "cores): install mambapy or build the abcmamba kernel for real training"
     )
-    return "sequential"
-
-
-def describe_scan_path(model: PreTrainedModel) -> str:
-    """Name of the scan implementation ``model`` will use in a forward pass."""
-    model_type = getattr(model.config, "model_type", "")
-    if model_type == "llama":
-        return "attention (sdpa)"
-    if model_type == "mamba2":
-        return "mamba2 chunked SSD (torch)"
-    try:
-        return _kernels().describe_scan_path(model)
-    except Exception:  # noqa: BLE001 - the kernel module is young
-        logger.debug("abcmamba.kernels.describe_scan_path failed", exc_info=True)
-    if next(model.parameters()).device.type == "cuda" and _importable("mamba_ssm"):
-        return "cuda"
-    if getattr(model.config, "use_mambapy", False) and _importable("mambapy"):
-        return "mambapy"
     return "sequential"
 
 

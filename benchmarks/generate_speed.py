@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     contexts = [int(c) for c in args.contexts.split(",")]
     batches = [int(b) for b in args.batch_sizes.split(",")]
-    from abcmamba.decode import disable_fast_decode, enable_fast_decode
+    from abcmamba.kernels.decode import disable_fast_decode, enable_fast_decode
 
     results, params, scans = {}, {}, {}
     for arch in args.archs.split(","):
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({torch.get_num_threads()} torch thread(s), torch {torch.__version__}), preset `{args.preset}`: "
         + ", ".join(f"{n} {params[n]:,} params (prefill: {scans[n]})" for n in results)
         + ". `mamba` = stock transformers MambaForCausalLM with abcmamba's fused single-token step "
-        "(`abcmamba.decode`, enabled by `abcmamba.generate.load_model` on CPU); `mamba-stock` = "
+        "(`abcmamba.kernels.decode`, enabled by `abcmamba.generate.load_model` on CPU); `mamba-stock` = "
         "transformers' own decode path. Times are CPU time of the (single) compute thread, because "
         "this machine is shared and wall time includes waiting for other jobs (wall medians in the last "
         "column). Decode = median (and minimum, the least disturbed) time of one cached step for the whole batch; "

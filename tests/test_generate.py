@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from abcmamba import UserError, decode
+from abcmamba import UserError
 from abcmamba import generate as gen
 from abcmamba.compat import cache_kwargs, output_cache
-from abcmamba.decode import disable_fast_decode, enable_fast_decode, fused_step
 from abcmamba.generate import sampling
+from abcmamba.kernels import decode
+from abcmamba.kernels.decode import disable_fast_decode, enable_fast_decode, fused_step
 
 DATA = Path(__file__).parent / "data"
 TUNES = [

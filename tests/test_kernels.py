@@ -16,6 +16,7 @@ from safetensors.torch import load_file  # noqa: E402
 from transformers import MambaConfig, MambaForCausalLM  # noqa: E402
 
 import abcmamba.kernels as kernels  # noqa: E402
+from abcmamba import modeling  # noqa: E402
 from abcmamba.compat import cache_kwargs, output_cache  # noqa: E402
 from abcmamba.kernels import functions  # noqa: E402
 
@@ -228,6 +229,10 @@ def test_describe_scan_path_and_disable():
     kernels.disable_cpu_kernel(model)
     assert kernels.describe_scan_path(model) == "sequential"
     assert not kernels.enable_cpu_kernel(torch.nn.Linear(2, 2))
+    # one name for every architecture, as train.py writes it into run records
+    assert modeling.describe_scan_path is kernels.describe_scan_path
+    llama = modeling.build_model("llama", "tiny", 97)
+    assert kernels.describe_scan_path(llama) == "attention (sdpa)"
 
 
 def test_enable_warns_and_falls_back_when_kernel_missing(monkeypatch, caplog):

@@ -75,7 +75,7 @@ def enable_cpu_fast_paths(model: PreTrainedModel) -> None:
     The weights and the results stay those of the stock model; only the
     forward of the mixers changes.
     """
-    from abcmamba.decode import enable_fast_decode
+    from abcmamba.kernels.decode import enable_fast_decode
 
     enable_fast_decode(model)
     try:

@@ -8,8 +8,10 @@ Usage::
 
 The model stays a plain ``MambaForCausalLM``: only the class of each
 ``MambaMixer`` is swapped for a subclass with the same parameters, so
-``save_pretrained`` writes exactly what the stock model writes. Importing this
-package compiles nothing; numba compiles (or loads its cache) on first use.
+``save_pretrained`` writes exactly what the stock model writes.
+:mod:`abcmamba.kernels.decode` makes the cached one-token step fast (sampling).
+Importing this package compiles nothing; numba compiles (or loads its cache)
+on first use.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def kernel_available() -> bool:
     return True
 
 
-def _mixers(model: torch.nn.Module) -> list[torch.nn.Module]:
+def mamba_mixers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """Every MambaMixer (or subclass) inside the model."""
     from transformers.models.mamba.modeling_mamba import MambaMixer
 
@@ -56,7 +58,7 @@ def _mixers(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 def enable_cpu_kernel(model: torch.nn.Module) -> bool:
     """Route the model's Mamba mixers through the CPU kernels; False (with a warning) if unavailable."""
-    mixers = _mixers(model)
+    mixers = mamba_mixers(model)
     if not mixers:
         logger.warning(
             "enable_cpu_kernel: %s has no MambaMixer; nothing to do",
@@ -84,13 +86,18 @@ def disable_cpu_kernel(model: torch.nn.Module) -> None:
     """Undo enable_cpu_kernel: mixers go back to transformers' MambaMixer."""
     from transformers.models.mamba.modeling_mamba import MambaMixer
 
-    for mixer in _mixers(model):
+    for mixer in mamba_mixers(model):
         mixer.__class__ = MambaMixer
 
 
 def describe_scan_path(model: torch.nn.Module) -> str:
-    """The scan that will run: "cpu-kernel", "mamba-ssm-cuda", "mambapy" or "sequential"."""
-    mixers = _mixers(model)
+    """The scan a forward pass runs, as run records name it ("cpu-kernel", "mambapy", ...)."""
+    model_type = getattr(getattr(model, "config", None), "model_type", "")
+    if model_type == "llama":
+        return "attention (sdpa)"
+    if model_type == "mamba2":
+        return "mamba2 chunked SSD (torch)"
+    mixers = mamba_mixers(model)
     if not mixers:
         return "sequential"
     mixer = mixers[0]

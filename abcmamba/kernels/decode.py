@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from abcmamba.compat import CACHE_KWARG, cache_kwargs, mixer_cache, mixer_mask
+from abcmamba.kernels import mamba_mixers
 
 logger = logging.getLogger(__name__)
 
@@ -81,45 +82,10 @@ def fused_step(
 
 
 try:  # numba turns the ~20 small element-wise ops of a step into two calls
-    import numba
-
-    @numba.njit(cache=True, nogil=True)
-    def _conv_silu(conv_state, u_new, w, bias, out):  # pragma: no cover - compiled
-        """Shift the conv window (B, E, K), append u_new (B, E), out = silu(conv)."""
-        batch, inner, width = conv_state.shape
-        for b in range(batch):
-            for e in range(inner):
-                acc = bias[e]
-                for k in range(width - 1):
-                    v = conv_state[b, e, k + 1]
-                    conv_state[b, e, k] = v
-                    acc += v * w[e, k]
-                conv_state[b, e, width - 1] = u_new[b, e]
-                acc += u_new[b, e] * w[e, width - 1]
-                out[b, e] = acc / (1.0 + np.exp(-acc))
-
-    @numba.njit(cache=True, nogil=True)
-    def _ssm_update(
-        state, u, z, dt, dt_bias, a, b_in, c_out, d_skip, y
-    ):  # pragma: no cover
-        """h = exp(delta A) h + delta B u; y = (C h + D u) * silu(z), h (B, E, N) in place."""
-        batch, inner, n_state = state.shape
-        for b in range(batch):
-            for e in range(inner):
-                delta = dt[b, e] + dt_bias[e]
-                if delta <= 20.0:  # softplus with torch's threshold
-                    delta = np.log1p(np.exp(delta))
-                delta_u = delta * u[b, e]
-                acc = 0.0
-                for n in range(n_state):
-                    h = np.exp(delta * a[e, n]) * state[b, e, n] + delta_u * b_in[b, n]
-                    state[b, e, n] = h
-                    acc += h * c_out[b, n]
-                gate = z[b, e]
-                y[b, e] = (acc + d_skip[e] * u[b, e]) * gate / (1.0 + np.exp(-gate))
+    from abcmamba.kernels._numba_scan import conv_silu_step, ssm_step
 
     HAVE_NUMBA = True
-except ImportError:  # the torch version below is the fallback
+except ImportError:  # fused_step (torch) is the fallback
     HAVE_NUMBA = False
 
 
@@ -146,7 +112,7 @@ def numba_step(
     xz = F.linear(x, mixer.in_proj.weight, mixer.in_proj.bias)  # (B, 2E)
     u_new, z = xz.chunk(2, dim=-1)  # (B, E), (B, E)
     u = torch.empty_like(u_new)  # (B, E)
-    _conv_silu(
+    conv_silu_step(
         conv_state.numpy(),
         u_new.numpy(),
         _weights(mixer, "conv_w", lambda: mixer.conv1d.weight[:, 0]),
@@ -157,7 +123,7 @@ def numba_step(
     dt_r, b, c = torch.split(F.linear(u, mixer.x_proj.weight), [rank, n, n], dim=-1)
     dt = F.linear(dt_r, mixer.dt_proj.weight)  # (B, E), bias added in the kernel
     y = torch.empty_like(u)  # (B, E)
-    _ssm_update(
+    ssm_step(
         ssm_state.numpy(),
         u.numpy(),
         z.numpy(),
@@ -205,9 +171,7 @@ def _fast_forward(self, hidden_states, *args, **kwargs):
             and (attention_mask is None or bool(attention_mask[:, -1:].all()))
         ):
             with torch.no_grad():
-                if _numba_ok(self, hidden_states, conv_state, ssm_state):
-                    return numba_step(self, hidden_states, conv_state, ssm_state)
-                return fused_step(self, hidden_states, conv_state, ssm_state)
+                return _mixer_step(self, hidden_states, conv_state, ssm_state)
     return type(self).forward(self, hidden_states, *args, **kwargs)
 
 
@@ -276,13 +240,11 @@ def enable_fast_decode(model: torch.nn.Module) -> int:
     """
     if getattr(getattr(model, "config", None), "model_type", "") != "mamba":
         return 0
-    from transformers.models.mamba.modeling_mamba import MambaMixer
-
     patched = 0
-    for module in model.modules():
-        # subclasses too (abcmamba.kernels swaps in one for prefill): their forward
-        # stays the fallback, because _fast_forward calls type(self).forward
-        if isinstance(module, MambaMixer) and not getattr(module, _ATTR, False):
+    # subclasses too (enable_cpu_kernel swaps in one for prefill): their forward
+    # stays the fallback, because _fast_forward calls type(self).forward
+    for module in mamba_mixers(model):
+        if not getattr(module, _ATTR, False):
             module.forward = types.MethodType(_fast_forward, module)
             setattr(module, _ATTR, True)
             patched += 1
