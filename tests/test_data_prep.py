@@ -9,7 +9,14 @@ from pathlib import Path
 import datasets
 import pytest
 
-from abcmamba.abc import AbcError, normalize, read_abc_file, split_tunes, validate
+from abcmamba.abc import (
+    AbcError,
+    normalize,
+    parse_header,
+    read_abc_file,
+    split_tunes,
+    validate,
+)
 from data_prep.__main__ import main
 from data_prep.build import COLUMNS, abc2midi_errors, split_of
 from data_prep.sources import music21_corpus_dir
@@ -172,6 +179,7 @@ def test_split_is_deterministic_and_duplicates_share_a_split():
     ]
     assert [split_of(t) for t in tunes] == [split_of(t) for t in tunes]
     retitled = tunes[0].replace("C:Trad.\n", "C:Someone else\n")
+    assert retitled != tunes[0]
     assert split_of(retitled) == split_of(tunes[0])  # same music, same split
 
 
@@ -189,10 +197,26 @@ def test_duplicates_removed_and_logged(tmp_path):
         r for r in read_rejects(out) if r["reason"].startswith("duplicate of")
     ]
     assert len(duplicates) == 4 and all(r["file"] == "b.abc" for r in duplicates)
-    split_by_music = {}
+
+
+def test_same_music_under_another_header_is_kept_in_the_same_split(tmp_path):
+    """Not a duplicate (the text differs), but a copy all the same: never split apart."""
+    (tmp_path / "src").mkdir()
+    text = (DATA / "folk_wild.abc").read_text()
+    (tmp_path / "src" / "a.abc").write_text(text)
+    (tmp_path / "src" / "b.abc").write_text(text.replace("\nR: ", "\nR: other "))
+    out = tmp_path / "o"
+    assert run(str(tmp_path / "src"), "--out", str(out)) == 0
+    dd = datasets.load_from_disk(str(out))
+    splits_by_body: dict[str, list[str]] = {}
     for name, split in dd.items():
         for row in split:
-            assert split_by_music.setdefault(row["abc"].split("K:")[1], name) == name
+            assert split_of(row["abc"]) == name
+            body = row["abc"][parse_header(row["abc"]).end :]
+            splits_by_body.setdefault(body, []).append(name)
+    # the three tunes with an R: line come twice; the fourth is a duplicate
+    assert sorted(len(names) for names in splits_by_body.values()) == [1, 2, 2, 2]
+    assert all(len(set(names)) == 1 for names in splits_by_body.values())
 
 
 @needs_abc2midi

@@ -34,22 +34,14 @@ from abcmamba.evaluate.structure import (
     self_similarity,
 )
 
-DATA = Path(__file__).parent / "data"
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _fixture_tunes() -> list[str]:
-    text = (DATA / "evaluate_tunes.abc").read_text()
-    return [t.strip() + "\n" for t in text.split("\n\n") if t.strip().startswith("X:")]
+@pytest.fixture(scope="module")
+def tunes(data_tunes) -> list[str]:
+    """18 folk tunes (airdsAirs, then essenFolksong from index 12)."""
+    return data_tunes("evaluate_tunes.abc")
 
 
 # ---------------------------------------------------------------- features
@@ -157,8 +149,7 @@ def test_bars_repeats_and_self_similarity():
     assert self_similarity(bar_texts(abc)) == pytest.approx(1 / 5)
 
 
-def test_plagiarism_finds_copied_phrase_not_unrelated_tune():
-    tunes = _fixture_tunes()
+def test_plagiarism_finds_copied_phrase_not_unrelated_tune(tunes):
     index = BarIndex(tunes)
     source = 1
     bars = bar_texts(tunes[source])
@@ -196,10 +187,10 @@ def test_plagiarism_index_is_fast():
 # ---------------------------------------------------------------- validity, conditioning
 
 
-def test_failures_are_counted_not_dropped():
+def test_failures_are_counted_not_dropped(tunes):
     from abcmamba.evaluate.samples import analyse_tunes, validity_summary
 
-    good = _fixture_tunes()[0]
+    good = tunes[0]
     broken = "X:1\nM:4/4\nL:1/8\nK:C\nthis is ]] not (( music\n"
     analyses = analyse_tunes([good, broken], finished=[True, False])
     summary = validity_summary(analyses)
@@ -209,10 +200,9 @@ def test_failures_are_counted_not_dropped():
     assert sum(summary["reasons"].values()) == len(analyses[1].reasons) >= 2
 
 
-def test_conditioning_accuracy_checks_header_and_music():
+def test_conditioning_accuracy_checks_header_and_music(tunes):
     from abcmamba.evaluate.samples import analyse_tune, conditioning_summary
 
-    tunes = _fixture_tunes()
     analyses = [analyse_tune(tunes[0], midi=False), analyse_tune(tunes[2], midi=False)]
     own = [{"meter": "2/4", "key": "G"}, {"meter": "6/8", "key": "G"}]
     result = conditioning_summary(own, analyses)
@@ -234,13 +224,12 @@ def test_conditioning_accuracy_checks_header_and_music():
 
 
 @pytest.fixture(scope="module")
-def tiny_lm():
+def tiny_lm(tunes):
     """A tokenizer trained on the fixture tunes and a random tiny Mamba."""
     from transformers import MambaConfig, MambaForCausalLM
 
     from abcmamba.tokenizer import train_tokenizer
 
-    tunes = _fixture_tunes()
     tokenizer = train_tokenizer(tunes, vocab_size=320, min_frequency=1)
     torch.manual_seed(0)
     config = MambaConfig(
@@ -255,11 +244,11 @@ def tiny_lm():
     return MambaForCausalLM(config).eval(), tokenizer
 
 
-def test_bpc_matches_hand_computation(tiny_lm):
+def test_bpc_matches_hand_computation(tiny_lm, tunes):
     from abcmamba.evaluate.bpc import bits_per_character
 
     model, tokenizer = tiny_lm
-    texts = _fixture_tunes()[:5]
+    texts = tunes[:5]
     sources = ["airds", "airds", "essen", "airds", "essen"]
     total_bits, total_tokens = 0.0, 0
     per_source: dict[str, list[float]] = {}
@@ -303,19 +292,18 @@ def test_bpc_matches_hand_computation(tiny_lm):
 
 
 @pytest.fixture()
-def tiny_run(tmp_path, tiny_lm):
+def tiny_run(tmp_path, tiny_lm, tunes):
     """A saved tiny model and a tiny corpus DatasetDict."""
     from datasets import Dataset, DatasetDict
+
+    from abcmamba.abc import parse_header
 
     model, tokenizer = tiny_lm
     model_dir = tmp_path / "model"
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    tunes = _fixture_tunes()
 
     def records(items: list[tuple[int, str]]) -> dict:
-        from abcmamba.abc import parse_header
-
         rows = []
         for i, abc in items:
             header = parse_header(abc)
@@ -342,8 +330,9 @@ def tiny_run(tmp_path, tiny_lm):
     return model_dir, tmp_path / "corpus"
 
 
-def test_cli_writes_report(tmp_path, tiny_run):
+def test_cli_writes_report(tmp_path, tiny_run, tiny_lm, tunes):
     from abcmamba.cli import main
+    from abcmamba.evaluate.bpc import bits_per_character
 
     model_dir, corpus = tiny_run
     out = tmp_path / "report"
@@ -351,16 +340,25 @@ def test_cli_writes_report(tmp_path, tiny_run):
     assert main(argv + ["--out", str(out), "--max-new-tokens", "32"]) == 0
     report = json.loads((out / "report.json").read_text())
     entry = report["models"]["model"]
-    assert entry["bpc"]["tunes"] == 5 and entry["bpc"]["bpc"] > 0
-    assert set(entry["bpc"]["per_source"]) == {"airds", "essen"}
-    for kind in ("validity_unconditioned", "validity_conditioned"):
-        validity = entry[kind]
-        assert validity["count"] == 4
-        # every failure is counted: invalid samples have at least one reason
-        assert (
-            sum(validity["reasons"].values()) >= validity["count"] - validity["valid"]
+    model, tokenizer = tiny_lm
+    held_out = [tunes[i] for i in (10, 11, 15, 16, 17)]  # the test split, in order
+    sources = ["airds", "airds", "essen", "essen", "essen"]
+    want = bits_per_character(model, tokenizer, held_out, sources, progress=False)
+    assert entry["bpc"]["tunes"] == 5
+    assert entry["bpc"]["bpc"] == pytest.approx(want["bpc"], rel=1e-5)
+    for source in ("airds", "essen"):
+        assert entry["bpc"]["per_source"][source]["bpc"] == pytest.approx(
+            want["per_source"][source]["bpc"], rel=1e-5
         )
-    assert entry["features_computed_on"] + entry["features_not_computed"] == 8
+    for kind in ("validity_unconditioned", "validity_conditioned"):
+        # the grammar makes every tune valid, even an untrained model's
+        assert entry[kind]["count"] == entry[kind]["valid"] == 4
+        assert entry[kind]["reasons"] == {}
+        # its own text in 32 tokens never is one, and the report says why
+        free = report["models"]["model (unconstrained)"][kind]
+        assert free["count"] == 4 and free["valid"] == 0 and free["reasons"]
+    # valid tunes parse into notes: features of all 4 + 4 samples
+    assert entry["features_computed_on"] == 8 and entry["features_not_computed"] == 0
     assert report["real"]["features_computed_on"] == 4
     assert len(entry["samples"]["conditioned"]) == 4
     assert (out / "report.md").read_text().startswith("# abcmamba evaluation")

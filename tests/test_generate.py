@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,34 +13,21 @@ from abcmamba import generate as gen
 from abcmamba.compat import cache_kwargs, output_cache
 from abcmamba.generate import sampling
 from abcmamba.kernels import decode
-from abcmamba.kernels.decode import disable_fast_decode, enable_fast_decode, fused_step
+from abcmamba.kernels.decode import disable_fast_decode, enable_fast_decode
 
-DATA = Path(__file__).parent / "data"
-TUNES = [
-    t.strip() + "\n"
-    for t in (DATA / "generate_tunes.abc").read_text().split("\n\n")
-    if t.strip()
-]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models decode fastest on one thread; two threads on a busy CPU crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _tokenizer():
-    from abcmamba.tokenizer import train_tokenizer
-
-    return train_tokenizer(TUNES, vocab_size=400)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return _tokenizer()
+def tunes(data_tunes) -> list[str]:
+    return data_tunes("generate_tunes.abc")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tunes):
+    from abcmamba.tokenizer import train_tokenizer
+
+    return train_tokenizer(tunes, vocab_size=400)
 
 
 def _tiny(arch: str, tokenizer, seed: int = 0):
@@ -162,16 +148,10 @@ def test_guard_body_before_header_done_injects_all():
 # ---------------------------------------------------------------- sampling
 
 
-def _header(abc: str) -> list[tuple[str, str]]:
-    lines = abc.split("\n")
-    end = next(i for i, line in enumerate(lines) if line.startswith("K:"))
-    return [(line[0], line[2:]) for line in lines[: end + 1]]
-
-
 @pytest.mark.parametrize("arch", ["mamba", "llama"])
 def test_constrained_sampling_is_valid_and_honours_fields(arch, tokenizer):
     """An untrained model writes valid tunes that say exactly what was asked."""
-    from abcmamba.abc import validate
+    from abcmamba.abc import parse_header, validate
 
     model = _tiny(arch, tokenizer)
     enable_fast_decode(model)
@@ -183,7 +163,7 @@ def test_constrained_sampling_is_valid_and_honours_fields(arch, tokenizer):
     for t in tunes:
         assert t.valid and t.finished and t.new_tokens <= 120
         assert validate(t.abc) == []
-        header = _header(t.abc)
+        header = parse_header(t.abc).fields
         fields = dict(header)
         assert (fields["M"], fields["K"], fields["R"], fields["L"]) == (
             "6/8",
@@ -196,6 +176,8 @@ def test_constrained_sampling_is_valid_and_honours_fields(arch, tokenizer):
 
 
 def test_unconstrained_sampling_keeps_requested_header(tokenizer, monkeypatch):
+    from abcmamba.abc import parse_header
+
     monkeypatch.setattr("abcmamba.abc.validate", lambda abc: [])
     model = _tiny("mamba", tokenizer)
     tunes, _ = gen.generate_tunes(
@@ -205,8 +187,8 @@ def test_unconstrained_sampling_keeps_requested_header(tokenizer, monkeypatch):
     reached = [t for t in tunes if "\nK:" in t.abc]
     assert reached  # an untrained model still gets through the guarded header
     for t in reached:
-        fields = dict(_header(t.abc))
-        assert fields["M"] == "6/8" and fields["K"] == "D"
+        header = parse_header(t.abc)
+        assert header.get("M") == "6/8" and header.get("K") == "D"
 
 
 def test_seed_reproducible_and_seeds_differ(tokenizer):
@@ -262,7 +244,20 @@ def test_invalid_tunes_are_retried_and_reasons_counted(tokenizer, monkeypatch):
     assert [t.attempts for t in tunes] == [2, 2, 2]
 
 
-def test_fused_decode_step_matches_stock_path(tokenizer):
+def _count_calls(monkeypatch, name: str) -> Counter:
+    """Count the calls of abcmamba.kernels.decode's function ``name`` (still run)."""
+    calls: Counter = Counter()
+    original = getattr(decode, name)
+
+    def counting(*args):
+        calls[name] += 1
+        return original(*args)
+
+    monkeypatch.setattr(decode, name, counting)
+    return calls
+
+
+def test_fused_decode_step_matches_stock_path(tokenizer, monkeypatch):
     from transformers import MambaConfig, MambaForCausalLM
 
     torch.manual_seed(0)
@@ -283,25 +278,17 @@ def test_fused_decode_step_matches_stock_path(tokenizer):
 
     stock = logits_after_steps()
     assert enable_fast_decode(model) == 3
-    calls = Counter()
-    original = fused_step
-
-    def counting(*args):
-        calls["fused"] += 1
-        return original(*args)
-
-    decode.fused_step = counting
+    calls = _count_calls(monkeypatch, "fused_step")
     try:
         fast = logits_after_steps()
     finally:
-        decode.fused_step = original
         disable_fast_decode(model)
-    assert calls["fused"] == 3 * 8  # every layer, every cached step
+    assert calls["fused_step"] == 3 * 8  # every layer, every cached step
     assert torch.allclose(stock, fast, atol=1e-5, rtol=0)
 
 
 @pytest.mark.skipif(not decode.HAVE_NUMBA, reason="numba not installed")
-def test_numba_decode_step_matches_stock_path_in_float32(tokenizer):
+def test_numba_decode_step_matches_stock_path_in_float32(tokenizer, monkeypatch):
     from transformers import MambaConfig, MambaForCausalLM
 
     torch.manual_seed(1)
@@ -325,20 +312,12 @@ def test_numba_decode_step_matches_stock_path_in_float32(tokenizer):
 
     stock = run()
     enable_fast_decode(model)
-    calls = Counter()
-    original = decode.numba_step
-
-    def counting(*args):
-        calls["numba"] += 1
-        return original(*args)
-
-    decode.numba_step = counting
+    calls = _count_calls(monkeypatch, "numba_step")
     try:
         fast = run()
     finally:
-        decode.numba_step = original
         disable_fast_decode(model)
-    assert calls["numba"] == 2 * 6
+    assert calls["numba_step"] == 2 * 6
     assert torch.allclose(stock, fast, atol=1e-5, rtol=0)
 
 
@@ -494,11 +473,11 @@ def test_composer_and_rhythm_match_the_corpus_spelling(tmp_path, model_dir, caps
 
 
 def test_write_formats_converts_a_valid_tune_and_logs_skips(
-    tmp_path, monkeypatch, caplog
+    tmp_path, monkeypatch, caplog, tunes
 ):
     from abcmamba import convert
 
-    tune = next(t for t in TUNES if "M:6/8" in t)
+    tune = next(t for t in tunes if "M:6/8" in t)
     written, skipped = gen.write_formats(tune, tmp_path / "tune_1")
     for fmt in written:
         assert (tmp_path / f"tune_1.{fmt}").stat().st_size > 0

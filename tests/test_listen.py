@@ -133,8 +133,8 @@ def test_bad_samples_folders(tmp_path):
         find_samples([(tmp_path, "empty")])
 
 
-def test_blind_abc_hides_title_composer_origin():
-    tune = (DATA / "real" / "kinder.abc").read_text().split("\n\n")[0]
+def test_blind_abc_hides_title_composer_origin(data_tunes):
+    tune = data_tunes("listen_samples/real/kinder.abc")[0]
     blind = blind_abc(tune)
     assert (
         "T:" in tune and "T:" not in blind and "O:" not in blind and "N:" not in blind

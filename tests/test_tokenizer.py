@@ -20,21 +20,15 @@ from abcmamba.tokenizer import (
     train_tokenizer,
 )
 
-FIXTURE = Path(__file__).parent / "data" / "train_folk.abc"
 NON_ASCII = (
     "X:1\nC:Antonín Dvořák «Humoreske» 日本\nM:2/4\nL:1/8\nK:Gb\n|:_G>A _GE|_D2 z2:|\n"
 )
 
 
-def folk_tunes() -> list[str]:
-    """The real folk tunes of the fixture, one string per tune."""
-    blocks = FIXTURE.read_text(encoding="utf-8").split("\n\n")
-    return [b.strip("\n") + "\n" for b in blocks if b.startswith("X:")]
-
-
 @pytest.fixture(scope="module")
-def tunes() -> list[str]:
-    return folk_tunes()
+def tunes(data_tunes) -> list[str]:
+    """120 real folk tunes."""
+    return data_tunes("train_folk.abc")
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +78,11 @@ def test_cli_writes_tokenizer_and_metadata(tmp_path, tunes):
     )
     assert rc == 0
     meta = json.loads((out / META_FILE).read_text())
-    assert meta["vocab_size"] == len(load_tokenizer(out)) <= 500
+    tok = load_tokenizer(out)
+    assert meta["vocab_size"] == len(tok) <= 500
     assert meta["chars_per_token_split"] == "validation"
-    assert meta["chars_per_token"] > 1.5
+    assert meta["chars_per_token"] == round(chars_per_token(tok, tunes[100:]), 4)
+    assert meta["train_tunes"] == 100 and meta["lossless_checked_tunes"] == 20
 
 
 def test_cli_missing_data_is_one_line(tmp_path, capsys):
