@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-TOKENS_PER_STEP = 4096  # batch 8 x 512, as in the scan-kernel issue
+TOKENS_PER_STEP = 4096  # batch 8 x 512
 PRESETS = ("tiny", "small")
 SEQ_LENS = (512, 2048)
 ARCHS = ("mamba:kernel", "mamba:mambapy", "mamba:sequential", "mamba2", "llama")
