@@ -167,6 +167,16 @@ def test_untrusted_text_is_refused():
     assert not grammar.accepts(state)  # no EOS inside a bar of a one-bar tune
 
 
+def test_mask_key_holds_voice_1s_bar_line():
+    # voice 2 must close its bar with voice 1's bar line: two lines that differ
+    # only there allow different text, so their cache keys differ
+    voices = head(more="V:1\nV:2\n")
+    grammar, a = _feed(voices + "[V:1]c4|[V:2]C4")
+    _, b = _feed(voices + "[V:1]c4:|[V:2]C4")
+    assert grammar.mask_key(a) != grammar.mask_key(b)
+    assert grammar.feed(a, ":") is None and grammar.feed(b, ":") is not None
+
+
 def test_mask_key_ignores_what_cannot_change_the_mask():
     grammar, a = _feed(head() + "A4|B2 ")
     _, b = _feed(head() + "c4|d2 ")

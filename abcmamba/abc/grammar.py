@@ -30,6 +30,8 @@ from typing import NamedTuple
 import regex
 
 from abcmamba.abc.header import (
+    HEADER_ORDER,
+    ORDER,
     canonical_key,
     canonical_meter,
     is_compound,
@@ -37,8 +39,6 @@ from abcmamba.abc.header import (
     parse_unit,
 )
 
-HEADER_ORDER = "XCRMLQVK"  # canonical order of header fields in normalized ABC
-ORDER = {letter: i for i, letter in enumerate(HEADER_ORDER)}
 MIN_BARS = 2  # as the validator
 GRID = Fraction(1, 16)  # written lengths are multiples of this many unit notes
 # Shorter notes than these reach MusicXML (abc2xml) with the wrong length:
@@ -638,6 +638,7 @@ class TuneGrammar:
             m.pending,
             m.music,
             bars,
+            m.closing if m.voices and m.vi > 0 else None,
         )
 
     # ---- events
