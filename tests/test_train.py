@@ -37,24 +37,18 @@ FAST = [
 ]  # fmt: skip
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
 def _env() -> dict[str, str]:
     # one thread: on a shared 2-core box two spinning threads are ~10x slower
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
+def corpus(tmp_path_factory, data_tunes) -> Path:
     """A data_prep-shaped DatasetDict of real folk tunes with its tokenizer."""
-    blocks = FIXTURE.read_text(encoding="utf-8").split("\n\n")
-    tunes = [b.strip("\n") + "\n" for b in blocks if b.startswith("X:")]
+    tunes = data_tunes(FIXTURE.name)
     path = tmp_path_factory.mktemp("data") / "corpus"
     DatasetDict(
         {

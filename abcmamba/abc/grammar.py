@@ -851,10 +851,8 @@ class TuneGrammar:
                 return None
             want = m.voices[0] if m.phase == 0 else _next_voice(m)
             return m if want is not None and want.startswith(text[2:]) else None
-        if letter not in "MLKP" or m.music or m.pending:
+        if not _body_field_ok(m, letter):
             return None
-        if m.voices and letter in "MP":
-            return None  # a meter change in one voice would part the voices' bars
         if len(text) < 2:
             return m
         if letter in self.request:
@@ -950,10 +948,8 @@ class TuneGrammar:
                 return None
             vi = 0 if m.phase == 0 else m.vi + 1
             return m._replace(vi=vi, phase=1)
-        if letter not in "MLKP" or m.music or m.pending:
+        if not _body_field_ok(m, letter):
             return None
-        if m.voices and letter in "MP":
-            return None  # a meter change in one voice would part the voices' bars
         if letter in self.request:
             return m if value == self.request[letter] else None
         if not _value_ok(letter, value, partial=False):
@@ -963,6 +959,14 @@ class TuneGrammar:
         if letter == "L":
             return m.with_meter(unit=parse_unit(value))
         return m
+
+
+def _body_field_ok(m: Music, letter: str) -> bool:
+    """Whether a field ``letter`` (not V:) may start here in the body."""
+    if letter not in "MLKP" or m.music or m.pending:
+        return False
+    # a meter or part change in one voice would part the voices' bars
+    return not (m.voices and letter in "MP")
 
 
 def _next_voice(m: Music) -> str | None:

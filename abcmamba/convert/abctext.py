@@ -476,9 +476,15 @@ def midi_transpose(abc: str) -> tuple[int, bool]:
     return shift, any(_MIDI_TRANSPOSE.match(line) for line in body[start:])
 
 
+def tune_title(abc: str) -> str:
+    """The first ``T:`` of a tune ('' when it has none)."""
+    match = re.search(r"(?m)^T:\s*(.+?)\s*$", abc)
+    return match.group(1) if match else ""
+
+
 def tune_label(abc: str) -> str:
     """``X:n "Title"`` of a tune, to name it in messages."""
     number = re.search(r"(?m)^X:\s*(\S*)", abc)
-    title = re.search(r"(?m)^T:\s*(.+?)\s*$", abc)
+    title = tune_title(abc)
     label = f"X:{number.group(1)}" if number else "tune"
-    return f"{label} {title.group(1)!r}" if title else label
+    return f"{label} {title!r}" if title else label

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from abcmamba import UserError
 from abcmamba.abc.text import read_abc_file, split_tunes
+from abcmamba.convert.abctext import tune_title
 from abcmamba.convert.render import abc_to_midi, abc_to_musicxml, abc_to_svg, svg_to_png
 from abcmamba.convert.scores import (
     DEFAULT_TIMEOUT_S,
@@ -48,13 +49,8 @@ def slugify(text: str, max_len: int = 60) -> str:
     return text[:max_len].rstrip("-")
 
 
-def _title(tune: str) -> str:
-    match = re.search(r"(?m)^T:\s*(.+?)\s*$", tune)
-    return match.group(1) if match else ""
-
-
 def _tune_stem(tune: str, index: int, file_stem: str, used: set[str]) -> str:
-    stem = slugify(_title(tune)) or f"{file_stem}-{index + 1}"
+    stem = slugify(tune_title(tune)) or f"{file_stem}-{index + 1}"
     unique, n = stem, 2
     while unique in used:
         unique, n = f"{stem}-{n}", n + 1
@@ -116,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
                 logger.error("%s: no tunes (no X: line)", path)
                 rows.append((path.name, "-", "failed", "no tunes"))
             for i, tune in enumerate(tunes):
-                label = f"{i + 1}" + (f" ({_title(tune)})" if _title(tune) else "")
+                label = f"{i + 1}" + (
+                    f" ({tune_title(tune)})" if tune_title(tune) else ""
+                )
                 stem = out / _tune_stem(tune, i, path.stem, used)
                 try:
                     with time_limit(DEFAULT_TIMEOUT_S):

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import music21
 
+from abcmamba.convert.render import PERCUSSION_CHANNEL
+
 # A note: (onset, MIDI pitch, duration); onset/duration in quarter notes.
 Note = tuple[float, int, float]
 
@@ -33,7 +35,6 @@ Note = tuple[float, int, float]
 TOLERANCE_QL = 2.5 / 480
 ABC2MIDI_FLAGS = ("-NGUI", "-NGRA", "-NFER", "-silent")
 ABC2MIDI_TIMEOUT_S = 30
-PERCUSSION_CHANNEL = 10  # General MIDI drums, as music21 numbers channels (1-16)
 
 # Decorations abc2midi turns into extra or shortened notes: rolls, trills,
 # mordents and turns.  Their notated pitch and length stay.
