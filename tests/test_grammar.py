@@ -87,6 +87,15 @@ def test_no_note_shorter_than_musicxml_keeps():
     assert accepted(head() + "A/<B/ (3c//d//e// d/ d2|d4|\n")
 
 
+def test_broken_rhythm_never_leaves_a_gap_only_a_too_short_note_fills():
+    # after "d3 c/" a sixteenth is left; `A//>>` would leave a 128th for the
+    # next note, which would be shorter than MIN_NOTE: a dead end, refused
+    assert _feed(head() + "d3 c/ A//>>")[1] is None
+    grammar, state = _feed(head() + "d3 c/ A//")
+    rest = completion(grammar, state)
+    assert rest is not None and accepted(head() + "d3 c/ A//" + rest)
+
+
 def test_bar_lengths_agree_with_music21():
     """What the grammar counts, abc2xml + music21 count the same."""
     import warnings

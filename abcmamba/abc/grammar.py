@@ -22,6 +22,7 @@ length, a tune ends only after a bar line at the end of a line.
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 from functools import cache, lru_cache
@@ -559,7 +560,8 @@ def _feasible(room: Fraction, unit: Fraction, ratio: Fraction, k: int) -> bool:
     step = max(GRID * unit, NOTE_GRID)  # both are powers of two
     if k == 0:
         return (room / step).denominator == 1
-    j = k
+    # each scaled element lasts at least MIN_NOTE (`_on_el` refuses shorter)
+    j = k * max(1, math.ceil(MIN_NOTE / (ratio * step)))
     while ratio * j * step <= room:
         rest = room - ratio * j * step
         if (rest / step).denominator == 1:
