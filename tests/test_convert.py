@@ -36,6 +36,7 @@ from abcmamba.convert.reference import (
     abc2midi_available,
     abc2midi_notes,
     notes_from_midi,
+    reference_abc,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -157,10 +158,12 @@ def test_decoration_before_the_first_bar_line_is_not_a_bar_of_rest(tmp_path):
 
 
 def test_staccato_notes_sound_half_their_length(tmp_path):
-    # abc2midi plays a staccato note (not a staccato chord) for half its length.
+    # as abc2midi plays `.A` and `.[C2E2]`; abc2midi's full-length `.[CE]2`
+    # is written around in the reference (convert/reference.py)
     abc = tune(".A2 .B2 c2 .d2 | .[CEG]4 z4 |")
-    assert [n[2] for n in midi_notes(abc, tmp_path)] == [0.5, 0.5, 1.0, 0.5, 2, 2, 2]
+    assert [n[2] for n in midi_notes(abc, tmp_path)] == [0.5, 0.5, 1.0, 0.5, 1, 1, 1]
     agrees_with_abc2midi(abc)
+    assert "[C4E4G4]" in reference_abc(abc)
 
 
 def test_ties_join_notes_across_the_bar(tmp_path):
@@ -277,12 +280,57 @@ def test_key_accidentals_without_spaces(tmp_path):
         assert [n[1] for n in abc2midi_notes(abc)] == [72, 79, 82, 70, 72]
 
 
-def test_grace_note_accidental_is_its_own(tmp_path, caplog):
+def test_grace_note_accidental_is_its_own(tmp_path):
+    # abc2xml carries it to later notes, abc2midi does not: the key's own
+    # accidental (here none, in D major F sharp) is written on them
     abc = tune("c2 {^d}c2 d2 c2 | d8 |")
-    assert propagate_accidentals(abc).splitlines()[-1] == "c2 {^d}c2 d2 c2 | d8 |"
-    # abc2xml still carries it (abc2midi does not): said, not hidden
-    assert pitches(abc, tmp_path)[:3] == [72, 72, 75]
-    assert "X:1 't': a grace note's accidental sounds on later notes" in caplog.text
+    assert propagate_accidentals(abc).splitlines()[-1] == "c2 {^d}c2 =d2 c2 | d8 |"
+    assert pitches(abc, tmp_path) == [72, 72, 74, 72, 74]
+    agrees_with_abc2midi(abc)
+    abc = tune("A2 {=f}A2 f2 A2 | f8 |", "M:4/4\nL:1/8\nK:D")
+    assert pitches(abc, tmp_path) == [69, 69, 78, 69, 78]
+    agrees_with_abc2midi(abc)
+
+
+def test_accidentals_do_not_carry_under_nobarlines(tmp_path):
+    # %%MIDI nobarlines (and %%propagate-accidentals not): an accidental is
+    # the note's own, as in a tune written without bar lines
+    abc = tune("_B2 B2 =f2 f2 c8 B8", "%%MIDI nobarlines\nM:none\nL:1/8\nK:F")
+    assert pitches(abc, tmp_path) == [70, 70, 77, 77, 72, 70]
+    abc = tune("^c2 c2 _B2 B2 | c8 |", "%%MIDI nobarlines\nM:4/4\nL:1/8\nK:D")
+    assert pitches(abc, tmp_path) == [73, 73, 70, 71, 73]
+    agrees_with_abc2midi(abc)
+
+
+def test_repeat_plays_in_the_key_of_its_start(tmp_path):
+    # a key change inside a repeated section: the repeat starts in the old key
+    abc = tune("|: F2 G2 A2 B2 | [K:Bb] B2 A2 G2 F2 :|", "M:4/4\nL:1/8\nK:G")
+    assert pitches(abc, tmp_path)[4:8] == [70, 69, 67, 65]
+    assert pitches(abc, tmp_path)[8:12] == [66, 67, 69, 71]
+    agrees_with_abc2midi(abc)
+
+
+def test_tuplet_with_empty_q(tmp_path):
+    # "(3::2" is "(3:2:2": abc2xml read it as no notes, and ":" as a repeat
+    abc = tune("(3::2 c4d2 c2 z2 z2 | c8 |")
+    assert [n[2] for n in midi_notes(abc, tmp_path)][:2] == [4 / 3, 2 / 3]
+    agrees_with_abc2midi(abc)
+
+
+def test_text_blocks_are_not_music(tmp_path):
+    abc = tune("%%begintext\nA tune text; not ABC.\n%%endtext\nc8 | c8 |")
+    assert pitches(abc, tmp_path) == [72, 72]
+    agrees_with_abc2midi(abc)
+
+
+def test_double_bar_is_where_a_missing_start_repeat_goes(tmp_path):
+    # abc2midi places a missing |: after the last :|, or a || after that one
+    abc = tune("C8 :| D8 || E8 | F8 :|")
+    assert pitches(abc, tmp_path) == [60, 60, 62, 64, 65, 64, 65]
+    agrees_with_abc2midi(abc)
+    abc = tune("C8 | D8 || E8 | F8 :|")  # no :| before: from the start
+    assert pitches(abc, tmp_path) == [60, 62, 64, 65] * 2
+    agrees_with_abc2midi(abc)
 
 
 def test_key_of_explicit_accidentals_plays(tmp_path):

@@ -35,6 +35,7 @@ from abcmamba.abc.header import (
     ORDER,
     canonical_key,
     canonical_meter,
+    default_tuplet_q,
     is_compound,
     meter_length,
     parse_unit,
@@ -913,7 +914,7 @@ class TuneGrammar:
     def _on_tuplet(self, m: Music, p: int, q: int, r: int) -> Music | None:
         if m.phase != 1 or m.tuplet or m.broken is not None:
             return None
-        q = q or _default_q(p, m.compound)
+        q = q or default_tuplet_q(p, m.compound)
         m = m._replace(tuplet=(r or p, Fraction(q, p)))
         return m if self._fits(m) else None
 
@@ -973,10 +974,6 @@ def _body_field_ok(m: Music, letter: str) -> bool:
 
 def _next_voice(m: Music) -> str | None:
     return m.voices[m.vi + 1] if m.vi + 1 < len(m.voices) else None
-
-
-def _default_q(p: int, compound: bool) -> int:
-    return {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if compound else 2)
 
 
 @lru_cache(maxsize=65536)

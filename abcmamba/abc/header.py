@@ -179,6 +179,11 @@ def meter_length(meter: str) -> Fraction | None:
     return Fraction(numerator, int(m.group(2)))
 
 
+def default_tuplet_q(p: int, compound: bool) -> int:
+    """The ABC standard's q of a tuplet ``(p``: p notes in the time of q."""
+    return {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if compound else 2)
+
+
 def is_compound(meter: str) -> bool:
     """True for compound meters (6/8, 9/8, 12/8, ...), which change tuplet rules."""
     m = _METER.match(meter)

@@ -9,6 +9,7 @@ from fractions import Fraction
 from abcmamba.abc.header import (
     canonical_key,
     canonical_meter,
+    default_tuplet_q,
     default_unit,
     is_compound,
     meter_length,
@@ -209,7 +210,7 @@ def bar_lengths(tokens: list[Token], meter: str, unit: str) -> list[Bar]:
         elif kind == "tuplet":
             nums = [int(x) if x else 0 for x in tok.text[1:].split(":")]
             p = nums[0] or 3
-            q = nums[1] if len(nums) > 1 and nums[1] else _default_q(p, compound)
+            q = nums[1] if len(nums) > 1 and nums[1] else default_tuplet_q(p, compound)
             tuplet_left = nums[2] if len(nums) > 2 and nums[2] else p
             tuplet_ratio = Fraction(q, p)
         elif kind == "broken":
@@ -240,10 +241,6 @@ def bar_lengths(tokens: list[Token], meter: str, unit: str) -> list[Bar]:
     if elements or measure_rest:
         bars.append(Bar(sum(elements, Fraction(0)), expected, "", measure_rest))
     return bars
-
-
-def _default_q(p: int, compound: bool) -> int:
-    return {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if compound else 2)
 
 
 def irregular_bars(bars: list[Bar]) -> list[int]:

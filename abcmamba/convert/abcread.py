@@ -33,12 +33,15 @@ def abc_to_musicxml_text(abc: str) -> str:
     from abcmamba.convert.abctext import (
         bagpipe_keys,
         drop_grace_after_broken_rhythm,
+        drop_text_blocks,
         drop_text_fields,
         explicit_unit_length,
+        full_tuplet_specs,
         spaced_key_accidentals,
     )
 
-    abc = drop_grace_after_broken_rhythm(drop_text_fields(abc))
+    abc = drop_text_fields(drop_text_blocks(abc))
+    abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:
@@ -90,9 +93,13 @@ def add_default_clefs(score) -> None:
 
 def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
     """Parse one ABC tune into a music21 Score."""
-    from abcmamba.convert.abctext import expand_repeats, propagate_accidentals
+    from abcmamba.convert.abctext import (
+        drop_text_blocks,
+        expand_repeats,
+        propagate_accidentals,
+    )
 
-    abc = propagate_accidentals(abc)
+    abc = propagate_accidentals(drop_text_blocks(abc))
     if expand:
         abc = expand_repeats(abc)
     xml = abc_to_musicxml_text(abc)
@@ -157,14 +164,15 @@ def playable(score: music21.stream.Score) -> music21.stream.Score:
             # a key of explicit accidentals ("K:Dphr ^F"): the notes carry their
             # pitches, and music21's MIDI writer fails on the key's meta event
             element.activeSite.remove(element)
-        elif isinstance(element, music21.note.Note) and any(
+        elif isinstance(element, music21.note.NotRest) and any(
             type(a) is music21.articulations.Staccato for a in element.articulations
         ):
-            # A staccato note (not a chord) sounds for half its length, as
-            # abc2midi plays it (not a wedge or spiccato); the next note keeps
-            # its offset, and a tie from it is cut.
+            # A staccato note or chord sounds for half its length, as abc2midi
+            # plays it (not a wedge or spiccato); the next note keeps its
+            # offset, and a tie from it is cut.
             element.quarterLength = element.quarterLength / 2
-            if element.tie is not None and element.tie.type in ("start", "continue"):
-                element.tie = None
-                untied.add(element.pitch.midi)
+            for note in element.notes if element.isChord else [element]:
+                if note.tie is not None and note.tie.type in ("start", "continue"):
+                    note.tie = None
+                    untied.add(note.pitch.midi)
     return score

@@ -5,11 +5,13 @@ implementation; this module settles the differences in the text itself:
 
 - accidentals carry to later notes of the same letter in *any* octave until
   the bar line (abc2midi's default ``%%propagate-accidentals pitch``), except
-  those of grace notes;
+  those of grace notes, and not at all under ``%%MIDI nobarlines``;
 - repeats, first/second endings and the header's ``P:`` part order are played
   out for MIDI by abc2midi's own rules, sloppy repeats included;
 - a missing ``L:`` defaults from the meter (abc2xml always takes 1/8);
-- free-text header fields, which abc2xml can misread as music, are dropped;
+- free-text header fields and ``%%begintext`` blocks, which abc2xml can
+  misread as music, are dropped;
+- tuplets ``(p:q:r`` are written in full (abc2xml drops ``(3::2``);
 - a grace group right after ``>``/``<`` is dropped (abc2xml loses the rhythm);
 - ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp, and a key's explicit
   accidentals are spaced apart (``K:C^f^c``);
@@ -21,6 +23,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
+
+from abcmamba.abc.header import default_tuplet_q, is_compound
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +35,7 @@ _TOKEN = re.compile(
   | (?P<quote>"[^"\n]*"?)
   | (?P<deco>![^!\n]*!|\+[^+\n:|]*\+)
   | (?P<field>\[[A-Za-z]:[^\]\n]*\])
+  | (?P<tuplet>\(\d+(?::\d*){0,2})
   | (?P<bar>(?:\[\|\]|\[\|:*|:*\|[\]|]*:*|::+)(?:\[?(?P<ending>\d+(?:[-,]\d+)*))?)
   | (?P<ending_alone>\[(?P<ending2>\d+(?:[-,]\d+)*))
   | (?P<note>(?P<acc>\^{1,2}|_{1,2}|=)?(?P<letter>[A-Ga-g])(?P<octave>[,']*))
@@ -107,6 +113,41 @@ def drop_text_fields(abc: str) -> str:
     return "\n".join(kept + body) + "\n"
 
 
+_TEXT_BLOCK = re.compile(r"^%%begintext\b.*?(?:^%%endtext[^\n]*$|\Z)", re.M | re.S)
+
+
+def drop_text_blocks(abc: str) -> str:
+    """The tune without ``%%begintext`` ... ``%%endtext`` blocks (printed text),
+    whose words abc2xml would otherwise read as notes."""
+    return _TEXT_BLOCK.sub("%", abc)
+
+
+_TUPLET_SPEC = re.compile(r"\((\d+):(\d*)(?::(\d*))?")
+
+
+def full_tuplet_specs(abc: str) -> str:
+    """``(3::2`` as ``(3:2:2``: abc2xml reads a tuplet with an empty q or r as
+    no notes at all; every ``(p:q:r`` is written out in full."""
+    header, body = split_header(abc)
+    meter = next((line[2:] for line in header if line.startswith("M:")), "")
+    out = []
+    for line in body:
+        if line.startswith("M:"):
+            meter = line[2:]
+        elif not _NOT_MUSIC.match(line):
+            line = _TUPLET_SPEC.sub(
+                partial(_full_tuplet, is_compound(meter.strip())), line
+            )
+        out.append(line)
+    return "\n".join(header + out) + "\n"
+
+
+def _full_tuplet(compound: bool, match: re.Match) -> str:
+    p = int(match.group(1))
+    q = match.group(2) or str(default_tuplet_q(p, compound))
+    return f"({p}:{q}:{match.group(3) or p}"
+
+
 def explicit_unit_length(abc: str) -> str:
     """Add the default `L:` when the header has none (abc2xml always takes 1/8).
 
@@ -171,48 +212,83 @@ def drop_grace_after_broken_rhythm(abc: str) -> str:
     return "\n".join(header + body) + "\n"
 
 
+_MODE_NAMES = {"": "major", "m": "minor", "mix": "mixolydian", "dor": "dorian",
+               "phr": "phrygian", "lyd": "lydian", "loc": "locrian"}  # fmt: skip
+_KEY_ACCIDENTAL = re.compile(r"^(\^{1,2}|_{1,2}|=)([A-Ga-g])$")
+
+
+def key_accidentals(value: str) -> dict[str, str]:
+    """Accidental of each letter (upper case) in a ``K:`` value's signature,
+    explicit accidentals included: 'D' -> {'F': '^', 'C': '^'}; {} if unknown."""
+    from music21 import key as m21key
+
+    from abcmamba.abc.header import canonical_key
+
+    try:
+        words = canonical_key(_GLUED_ACCIDENTAL.sub(" ", value.strip())).split()
+    except ValueError:
+        return {}
+    accidentals: dict[str, str] = {}
+    if words[0] in ("HP", "Hp"):
+        accidentals = {"F": "^", "C": "^"}
+    elif words[0] != "none" and "exp" not in words:
+        match = re.match(r"([A-G])([#b]?)(.*)", words[0])
+        tonic = match.group(1) + match.group(2).replace("b", "-")
+        sharps = m21key.Key(tonic, _MODE_NAMES[match.group(3)]).sharps
+        for pitch in m21key.KeySignature(sharps).alteredPitches:
+            accidentals[pitch.step] = "^" if pitch.accidental.alter > 0 else "_"
+    for word in words[1:]:
+        match = _KEY_ACCIDENTAL.match(word)
+        if match:
+            accidentals[match.group(2).upper()] = match.group(1)
+    return accidentals
+
+
+_NO_PROPAGATION = re.compile(
+    r"^%%(?:MIDI\s+nobarlines|propagate-accidentals\s+not)\b", re.M
+)
+
+
 def propagate_accidentals(abc: str) -> str:
-    """Write out accidentals that carry through the bar, in every octave."""
+    """Write out accidentals that carry through the bar, in every octave, and
+    cancel those abc2midi does not carry (a grace note's; every one under
+    ``%%MIDI nobarlines`` or ``%%propagate-accidentals not``)."""
     header, body = split_header(abc)
+    carry = not _NO_PROPAGATION.search(abc)
+    signature = key_accidentals(header[-1][2:]) if header else {}
     out = []
     carried: dict[str, str] = {}  # letter (upper case) -> accidental in this bar
-    graced: set[str] = set()  # letters given an accidental by a grace note in this bar
-    leaks: list[str] = []
+    marked: set[str] = set()  # letters written with an accidental abc2xml would carry
     for line in body:
         if _FIELD_LINE.match(line):
             if line.startswith(("V:", "K:")):
-                carried, graced = {}, set()
+                carried, marked = {}, set()
+            if line.startswith("K:"):
+                signature = key_accidentals(line[2:])
             out.append(line)
             continue
         pieces = []
         grace = False
         for token in tokenize(line):
             if token.kind == "bar" or (token.kind == "field" and token.text[1] in "VK"):
-                carried, graced = {}, set()
+                carried, marked = {}, set()
+                if token.text.startswith("[K:"):
+                    signature = key_accidentals(token.text[3:-1])
             elif token.text in ("{", "}"):
                 grace = token.text == "{"
             elif token.kind == "note":
                 match = _TOKEN.match(token.text)
-                acc, letter = match.group("acc"), match.group("letter")
+                acc, letter = match.group("acc"), match.group("letter").upper()
                 if acc:
-                    if not grace:  # as abc2midi: a grace note's accidental is its own
-                        carried[letter.upper()] = acc
-                    elif letter.upper() not in carried:
-                        graced.add(letter.upper())
-                elif not grace and letter.upper() in graced - carried.keys():
-                    leaks.append(token.text)
-                elif letter.upper() in carried:
-                    token.text = carried[letter.upper()] + token.text
+                    marked.add(letter)
+                    if carry and not grace:  # as abc2midi: a grace note's is its own
+                        carried[letter] = acc
+                elif letter in carried:
+                    token.text = carried[letter] + token.text
+                elif letter in marked:  # undo abc2xml's carrying
+                    token.text = signature.get(letter, "=") + token.text
             pieces.append(token.text)
         out.append("".join(pieces))
-    if leaks:
-        # abc2xml carries a grace note's accidental to later notes of the bar,
-        # abc2midi does not; undoing it needs the key signature's accidental
-        logger.warning(
-            "%s: a grace note's accidental sounds on later notes of its bar (%s)",
-            tune_label(abc),
-            ", ".join(leaks[:3]),
-        )
     return "\n".join(header + out) + "\n"
 
 
@@ -285,49 +361,82 @@ def _features(
 ) -> list[tuple[str, str, tuple[int, ...]]]:
     """(kind, music text, endings) items; kind is "music" or a bar feature.
 
-    Like abc2midi's parser, a section that repeats (`:|`) or has a first
-    ending without its own `|:` gets one inserted after the previous plain
-    `:|` (one not followed by an ending number); not in a tune played by
-    header `P:` order (insert_starts=False), where abc2midi does not.
+    Missing `|:` are placed as abc2midi's parser places them (store.c,
+    fixreps): a `:|`, `::` or first ending without a `|:` before it gets one
+    after the last `:|` or a `||`, `|]`, `[|` after it (the tune's start when
+    there is no `:|` before), a `:|` only until the first ending of the tune;
+    a second `|:` in a row is read as `::`.  Not in a tune played by header `P:` order
+    (insert_starts=False), where abc2midi does not.
     """
     items: list[tuple[str, str, tuple[int, ...]]] = []
     expect_repeat = False
-    after_plain_rep_bar: int | None = None
+    rep_point: int | None = None  # item a `|:` would follow; None: the start
+    plays = 0  # endings seen
+
+    def place_start() -> None:
+        # the tune's start already acts as a `|:` in _expand
+        if rep_point is not None:
+            items.insert(rep_point + 1, (BAR_REP, "", ()))
+
     for token in tokens:
         if token.kind != "bar":
             items.append(("music", token.text, ()))
             continue
         for feature in _bar_features(token):
-            opens_section = feature == REP_BAR or (
-                feature == PLAY_ON_REP and 1 in token.endings
-            )
-            if (
-                insert_starts
-                and opens_section
-                and not expect_repeat
-                and after_plain_rep_bar is not None
-            ):
-                items.insert(after_plain_rep_bar, (BAR_REP, "", ()))
-                expect_repeat, after_plain_rep_bar = True, None
+            if insert_starts:
+                if feature == BAR_REP and expect_repeat:
+                    feature = DOUBLE_REP
+                elif feature in (DOUBLE_BAR, THIN_THICK, THICK_THIN):
+                    if rep_point is not None:  # as abc2midi 4.84 plays it
+                        rep_point = len(items)
+                elif feature == REP_BAR:
+                    if not expect_repeat and plays < 1:
+                        place_start()
+                    rep_point = len(items)
+                elif feature == PLAY_ON_REP:
+                    if plays == 0 and not expect_repeat:
+                        place_start()
+                    plays += 1
+                elif feature == DOUBLE_REP and not expect_repeat:
+                    place_start()
             if feature in (BAR_REP, DOUBLE_REP):
                 expect_repeat = True
             elif feature == REP_BAR:
                 expect_repeat = False
-                after_plain_rep_bar = None if token.endings else len(items) + 1
             items.append((feature, "", token.endings))
     return items
 
 
-def _expand(tokens: list[Token], insert_starts: bool = True) -> list[str]:
+# A key, meter or unit change: an inline field or a field line of the body.
+KLM_FIELDS = ("K:", "L:", "M:")
+_STATE_FIELD = re.compile(r"^(?:\[([KLM]):([^\]]*)\]|\n([KLM]):(.*)\n)$")
+
+
+def _expand(
+    tokens: list[Token], insert_starts: bool = True, start: dict | None = None
+) -> list[str]:
     """Play one voice through its repeats and endings exactly as abc2midi does.
 
     abc2midi's rules, including its handling of sloppy repeats: the tune
     starts as if after a `|:`; a `:|` on a later pass repeats again only if a
     played second ending raised the pass limit; a skipped ending stops at the
     next `:|`, `|:`, `||`, `|]`, `[|` or ending, and that bar is not acted on.
+    A jump back restores the key, meter and unit in force where the repeat
+    starts (``start``: those of the header), as abc2midi plays them.
     """
     items = _features(tokens, insert_starts)
     out: list[str] = []
+    fields = dict(start or {})  # K, L, M -> value in force
+    saved_fields = dict(fields)
+
+    def jump_back() -> None:
+        nonlocal fields
+        out.extend(
+            f"[{letter}:{value}]"
+            for letter, value in saved_fields.items()
+            if fields.get(letter) != value
+        )
+        fields = dict(saved_fields)
 
     sounded = [False]  # a note or rest since the last "|"
 
@@ -349,19 +458,27 @@ def _expand(tokens: list[Token], insert_starts: bool = True) -> list[str]:
             out.append(text)
             if _SOUNDING.match(text):
                 sounded[0] = True
+            field = _STATE_FIELD.match(text)
+            if field:
+                letter = field.group(1) or field.group(3)
+                fields[letter] = (field.group(2) or field.group(4) or "").strip()
         elif kind == BAR_REP:
             emit_bar()
             saved, expect_repeat, pass_no, max_pass = j, True, 1, 2
+            saved_fields = dict(fields)
         elif kind == REP_BAR:
             emit_bar()
             if (pass_no == 1 and expect_repeat) or 1 < pass_no < max_pass:
                 pass_no, expect_repeat, j = pass_no + 1, False, saved
+                jump_back()
         elif kind == DOUBLE_REP:
             emit_bar()
             if pass_no > 1 or not expect_repeat:
                 saved, expect_repeat, pass_no, max_pass = j, True, 1, 2
+                saved_fields = dict(fields)
             else:
                 pass_no, j = pass_no + 1, saved
+                jump_back()
         elif kind == PLAY_ON_REP:
             if pass_no not in endings:
                 j += 1
@@ -444,13 +561,14 @@ def expand_repeats(abc: str) -> str:
 def _expand_voices(abc: str, insert_starts: bool = True) -> str:
     header, body = split_header(abc)
     order, heads, tokens = _voices(body)
+    start = {line[0]: line[2:].strip() for line in header if line[:2] in KLM_FIELDS}
     out = list(header)
     for voice_id in order:
         if heads[voice_id]:
             out.append(heads[voice_id])
         elif voice_id:
             out.append(f"V:{voice_id}")
-        text = "".join(_expand(tokens[voice_id], insert_starts))
+        text = "".join(_expand(tokens[voice_id], insert_starts, start))
         out.extend(line for line in text.splitlines() if line.strip())
     return "\n".join(out) + "\n"
 

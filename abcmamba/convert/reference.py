@@ -7,7 +7,10 @@ accompaniment, grace notes or fermata lengthening) and the tune is stripped of
 performance-only decorations first (see :func:`reference_abc`): rolls,
 trills, chord arpeggiation and hornpipe swing are abc2midi's own
 realisation, not notes written in the score; music21, MusicXML and engraving
-keep them as marks.
+keep them as marks.  Two abc2midi misreadings are written around so that it
+plays what the standard says: a ``>`` before a staccato dot (ignored by
+abc2midi), a staccato dot before a chord symbol (dropped), a staccato chord with its length outside the brackets (played
+full length) and the invisible bar line ``[|]``.
 ``%%MIDI ratio`` (abc2midi's swing of ``>``), ``%%MIDI trim`` (gaps between
 notes) and drones are dropped for the
 same reason, and drum notes (channel 10) are not compared.
@@ -44,6 +47,18 @@ _PERFORMANCE_DECORATIONS = re.compile(
     r"arpeggio|slide|breath|\+)!"
 )
 
+
+# abc2midi ignores a `>` followed by a staccato dot (`F>.E` plays even);
+# inside a chord bracket the same note is read as the standard says.
+_BROKEN_STACCATO = re.compile(r"([<>]+)\.((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/]*)")
+# abc2midi halves a staccato chord only when its length is written inside
+# the brackets (`.[CE]2` plays full length, `.[C2E2]` half).
+_STACCATO_CHORD = re.compile(r"\.\[([^\]\[:|\d/]*)\]([\d/]+)")
+_CHORD_NOTE = re.compile(r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*)")
+# abc2midi drops a staccato dot followed by a chord symbol (`."G"A`).
+_STACCATO_BEFORE_QUOTE = re.compile(r'\.((?:"[^"\n]*")+)')
+# abc2midi misreads the invisible bar line `[|]` (it repeats notes).
+_INVISIBLE_BAR = re.compile(r"\[\|\](?=([|:]?))")
 
 _PLAYBACK_ONLY = re.compile(r"^%%MIDI\s+(?:ratio|trim|drone|droneon)\b")
 
@@ -94,7 +109,14 @@ def reference_abc(abc: str) -> str:
             body_lines.append(line)
             continue
         line = _PERFORMANCE_DECORATIONS.sub("", line)
-        line = _strip_outside_quotes(line, "~T")
+        line = _strip_outside_quotes(line, "~TR")  # R: abc2midi's roll
+        line = _STACCATO_BEFORE_QUOTE.sub(r"\1.", line)
+        line = _BROKEN_STACCATO.sub(r"\1[.\2]", line)
+        line = _STACCATO_CHORD.sub(
+            lambda m: ".[" + _CHORD_NOTE.sub(r"\g<1>" + m.group(2), m.group(1)) + "]",
+            line,
+        )
+        line = _INVISIBLE_BAR.sub(lambda m: "" if m.group(1) else "|", line)
         body_lines.append(line)
     return "\n".join(body_lines) + "\n"
 
@@ -110,9 +132,9 @@ def _strip_outside_quotes(line: str, chars: str) -> str:
         elif ch == "!" and not in_quote:
             in_bang = not in_bang
         elif not (in_quote or in_bang) and ch in chars:
-            # `T` is a note only in "[K:..]"-like fields; decoration `T`
+            # Letters are text inside "[K:..]"-like fields; a decoration
             # precedes a note, so keep letters that are part of an inline field.
-            if ch == "T" and _inside_inline_field(line, i):
+            if ch.isalpha() and _inside_inline_field(line, i):
                 out.append(ch)
             continue
         out.append(ch)
