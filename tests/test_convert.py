@@ -643,3 +643,17 @@ def test_comparison_detects_a_wrong_note():
     wrong = [(o, p + (i == 3), d) for i, (o, p, d) in enumerate(reference)]
     result = compare_notes(wrong, reference)
     assert not result and "pitch 66 vs abc2midi 65" in result.reason
+
+
+def test_broken_rhythm_of_three_signs(tmp_path):
+    # abc2xml read "c>>>e" as two eighths
+    abc = tune("c>>>e f2 c<<<[ce] f2 | c8 |")
+    lengths = [n[2] for n in midi_notes(abc, tmp_path)]
+    assert lengths[:2] == pytest.approx([15 / 16, 1 / 16], abs=1e-3)
+    agrees_with_abc2midi(abc)
+
+
+def test_percussion_clef_sounds_its_notes_as_abc2midi(tmp_path):
+    abc = tune("^a^f c2 E2 z2 | c8 |", "M:4/4\nL:1/8\nK:C clef=perc")
+    assert pitches(abc, tmp_path) == [82, 78, 72, 64, 72]
+    agrees_with_abc2midi(abc)

@@ -38,10 +38,12 @@ def abc_to_musicxml_text(abc: str) -> str:
         explicit_unit_length,
         full_tuplet_specs,
         spaced_key_accidentals,
+        written_long_broken_rhythm,
     )
 
     abc = drop_text_fields(drop_text_blocks(abc))
     abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
+    abc = written_long_broken_rhythm(abc)
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:

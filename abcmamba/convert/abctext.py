@@ -11,7 +11,10 @@ implementation; this module settles the differences in the text itself:
 - a missing ``L:`` defaults from the meter (abc2xml always takes 1/8);
 - free-text header fields and ``%%begintext`` blocks, which abc2xml can
   misread as music, are dropped;
-- tuplets ``(p:q:r`` are written in full (abc2xml drops ``(3::2``);
+- tuplets ``(p:q:r`` are written in full (abc2xml drops ``(3::2``), and
+  broken rhythms of three or more signs as plain lengths;
+- a percussion clef sounds its written notes unless the tune uses the drum
+  channel;
 - a grace group right after ``>``/``<`` is dropped (abc2xml loses the rhythm);
 - ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp, and a key's explicit
   accidentals are spaced apart (``K:C^f^c``);
@@ -23,6 +26,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import partial
 
 from abcmamba.abc.header import default_tuplet_q, is_compound
@@ -146,6 +150,63 @@ def _full_tuplet(compound: bool, match: re.Match) -> str:
     p = int(match.group(1))
     q = match.group(2) or str(default_tuplet_q(p, compound))
     return f"({p}:{q}:{match.group(3) or p}"
+
+
+_PERC_CLEF = re.compile(
+    r"^((?:K:|V:|\[K:|\[V:)[^\]\n%]*?\b(?:clef=)?perc\b)(?![=\w])", re.M
+)
+
+
+def pitched_percussion_clefs(abc: str) -> str:
+    """A percussion clef sounds its written pitches, as abc2midi plays it,
+    unless the tune puts voices on the drum channel (``%%MIDI channel 10``);
+    abc2xml would map its notes to drum sounds.  For MIDI only."""
+    if re.search(r"(?m)^%%MIDI\s+channel\s+10\b", abc):
+        return abc
+    return _PERC_CLEF.sub(r"\1 perc=off", abc)
+
+
+_NOTE_TEXT = r"(?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*|[zx]|\[[^\]\[|:\n]*\]"
+_DECORATIONS_TEXT = r'(?:"[^"\n]*"|![^!\n]*!|[.~H-Wh-w])*'
+_LONG_BROKEN = re.compile(
+    rf"({_NOTE_TEXT})([\d/]*)(>{{3,}}|<{{3,}})({_DECORATIONS_TEXT})({_NOTE_TEXT})([\d/]*)"
+)
+
+
+def _length(text: str) -> Fraction:
+    """A written length multiplier: '' -> 1, '3/2' -> 3/2, '/' -> 1/2, '//' -> 1/4."""
+    if "/" not in text:
+        return Fraction(int(text or 1))
+    numerator, _, rest = text.partition("/")
+    denominator = int(rest) if rest.isdigit() else 2 ** (rest.count("/") + 1)
+    return Fraction(int(numerator or 1), denominator)
+
+
+def _spelled(length: Fraction) -> str:
+    return str(length.numerator) + (
+        f"/{length.denominator}" if length.denominator > 1 else ""
+    )
+
+
+def _written_broken(match: re.Match) -> str:
+    first, first_len, signs, decorations, second, second_len = match.groups()
+    short = Fraction(1, 2 ** len(signs))
+    a, b = (2 - short, short) if signs[0] == ">" else (short, 2 - short)
+    return (
+        first + _spelled(_length(first_len) * a)
+        + " " + decorations + second + _spelled(_length(second_len) * b)
+    )  # fmt: skip
+
+
+def written_long_broken_rhythm(abc: str) -> str:
+    """``c>>>e`` as ``c15/8 e1/8``: abc2xml reads no broken rhythm of three or
+    more signs (abc2midi does)."""
+    header, body = split_header(abc)
+    body = [
+        line if _NOT_MUSIC.match(line) else _LONG_BROKEN.sub(_written_broken, line)
+        for line in body
+    ]
+    return "\n".join(header + body) + "\n"
 
 
 def explicit_unit_length(abc: str) -> str:

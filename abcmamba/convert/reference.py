@@ -9,7 +9,7 @@ trills, chord arpeggiation and hornpipe swing are abc2midi's own
 realisation, not notes written in the score; music21, MusicXML and engraving
 keep them as marks.  Two abc2midi misreadings are written around so that it
 plays what the standard says: a ``>`` before a staccato dot (ignored by
-abc2midi), a staccato dot before a chord symbol (dropped), a staccato chord with its length outside the brackets (played
+abc2midi), a staccato dot before a chord symbol or decoration (dropped), a staccato chord with its length outside the brackets (played
 full length) and the invisible bar line ``[|]``.
 ``%%MIDI ratio`` (abc2midi's swing of ``>``), ``%%MIDI trim`` (gaps between
 notes) and drones are dropped for the
@@ -55,8 +55,11 @@ _BROKEN_STACCATO = re.compile(r"([<>]+)\.((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/
 # the brackets (`.[CE]2` plays full length, `.[C2E2]` half).
 _STACCATO_CHORD = re.compile(r"\.\[([^\]\[:|\d/]*)\]([\d/]+)")
 _CHORD_NOTE = re.compile(r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*)")
-# abc2midi drops a staccato dot followed by a chord symbol (`."G"A`).
-_STACCATO_BEFORE_QUOTE = re.compile(r'\.((?:"[^"\n]*")+)')
+# abc2midi drops a staccato dot followed by a chord symbol or another
+# decoration (`."G"A`, `.!accent!A`); next to the note it keeps it.
+_STACCATO_BEFORE_DECORATION = re.compile(
+    r'\.((?:"[^"\n]*"|![^!\n]*!|[~H-Wh-w])+)(?=(?:\^{1,2}|_{1,2}|=)?[A-Ga-g\[])'
+)
 # abc2midi misreads the invisible bar line `[|]` (it repeats notes).
 _INVISIBLE_BAR = re.compile(r"\[\|\](?=([|:]?))")
 
@@ -110,7 +113,7 @@ def reference_abc(abc: str) -> str:
             continue
         line = _PERFORMANCE_DECORATIONS.sub("", line)
         line = _strip_outside_quotes(line, "~TR")  # R: abc2midi's roll
-        line = _STACCATO_BEFORE_QUOTE.sub(r"\1.", line)
+        line = _STACCATO_BEFORE_DECORATION.sub(r"\1.", line)
         line = _BROKEN_STACCATO.sub(r"\1[.\2]", line)
         line = _STACCATO_CHORD.sub(
             lambda m: ".[" + _CHORD_NOTE.sub(r"\g<1>" + m.group(2), m.group(1)) + "]",

@@ -6,7 +6,12 @@ import logging
 from pathlib import Path
 
 from abcmamba.convert.abcread import abc_to_musicxml_text, abc_to_score, playable
-from abcmamba.convert.abctext import midi_transpose, propagate_accidentals, tune_label
+from abcmamba.convert.abctext import (
+    midi_transpose,
+    pitched_percussion_clefs,
+    propagate_accidentals,
+    tune_label,
+)
 
 logger = logging.getLogger(__name__)
 PERCUSSION_CHANNEL = 10  # General MIDI drums (channels counted from 1)
@@ -27,7 +32,8 @@ def abc_to_midi(abc: str, path: str | Path) -> Path:
     """Write one ABC tune as MIDI, repeats played out as abc2midi does."""
     import music21
 
-    score = _part_per_voice(playable(abc_to_score(abc, expand=True)))
+    score = abc_to_score(pitched_percussion_clefs(abc), expand=True)
+    score = _part_per_voice(playable(score))
     shift, changed = midi_transpose(abc)
     if changed:
         logger.warning(
