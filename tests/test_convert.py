@@ -657,3 +657,10 @@ def test_percussion_clef_sounds_its_notes_as_abc2midi(tmp_path):
     abc = tune("^a^f c2 E2 z2 | c8 |", "M:4/4\nL:1/8\nK:C clef=perc")
     assert pitches(abc, tmp_path) == [82, 78, 72, 64, 72]
     agrees_with_abc2midi(abc)
+
+
+def test_tab_before_a_comment_in_a_voice_line(tmp_path):
+    abc = tune("V:1\t% melody\nc8 | c8 |\nV:2\nC8 | C8 |", "M:4/4\nL:1/8\nK:C")
+    assert sorted(pitches(abc, tmp_path)) == [60, 60, 72, 72]
+    agrees_with_abc2midi(abc)
+

@@ -41,7 +41,8 @@ def abc_to_musicxml_text(abc: str) -> str:
         written_long_broken_rhythm,
     )
 
-    abc = drop_text_fields(drop_text_blocks(abc))
+    # a tab before a comment ("V:M\t% Melody") crashes abc2xml's voice reader
+    abc = drop_text_fields(drop_text_blocks(abc.replace("\t", " ")))
     abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
     abc = written_long_broken_rhythm(abc)
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
