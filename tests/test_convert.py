@@ -346,13 +346,17 @@ def test_bagpipe_key_sounds_f_and_c_sharp(tmp_path):
     agrees_with_abc2midi(abc)
 
 
-def test_midi_transpose_directive(tmp_path, caplog):
+def test_midi_transpose_directive(tmp_path):
     abc = tune("C2 E2 G2 c2 | C8 |", "M:4/4\nL:1/8\n%%MIDI transpose -2\nK:C")
     assert pitches(abc, tmp_path) == [58, 62, 65, 70, 58]
     agrees_with_abc2midi(abc)
-    later = tune("C8 |\n%%MIDI transpose 5\nC8 |")
-    assert pitches(later, tmp_path) == [60, 60]
-    assert "%MIDI transpose inside the tune is not played" in caplog.text
+    later = tune("|: C8 |\n%%MIDI transpose 5\nC8 :|\n%%MIDI transpose 0\nC8 |")
+    # as abc2midi: a transpose holds on through the jump back
+    assert pitches(later, tmp_path) == [60, 65, 65, 65, 60]
+    agrees_with_abc2midi(later)
+    keyed = tune("c8 |\nK:C transpose=-2\nc8 |\nV:1 transpose=3\nc8 |")
+    assert pitches(keyed, tmp_path) == [72, 70, 75]
+    agrees_with_abc2midi(keyed)
 
 
 def test_drum_voice_goes_to_channel_10_and_voices_get_own_channels(tmp_path):
@@ -664,3 +668,9 @@ def test_tab_before_a_comment_in_a_voice_line(tmp_path):
     assert sorted(pitches(abc, tmp_path)) == [60, 60, 72, 72]
     agrees_with_abc2midi(abc)
 
+
+def test_microtone_in_a_grace_note_is_not_a_note(tmp_path, caplog):
+    abc = tune("{_/E} DDDF2 _/E2 | D8 |")
+    assert pitches(abc, tmp_path) == [62, 62, 62, 65, 64, 62]
+    assert "microtones of grace notes are not written" in caplog.text
+    agrees_with_abc2midi(abc)

@@ -37,6 +37,7 @@ def abc_to_musicxml_text(abc: str) -> str:
         drop_text_fields,
         explicit_unit_length,
         full_tuplet_specs,
+        grace_notes_without_microtones,
         spaced_key_accidentals,
         written_long_broken_rhythm,
     )
@@ -44,7 +45,7 @@ def abc_to_musicxml_text(abc: str) -> str:
     # a tab before a comment ("V:M\t% Melody") crashes abc2xml's voice reader
     abc = drop_text_fields(drop_text_blocks(abc.replace("\t", " ")))
     abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
-    abc = written_long_broken_rhythm(abc)
+    abc = written_long_broken_rhythm(grace_notes_without_microtones(abc))
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:

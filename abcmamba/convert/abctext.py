@@ -18,7 +18,7 @@ implementation; this module settles the differences in the text itself:
 - a grace group right after ``>``/``<`` is dropped (abc2xml loses the rhythm);
 - ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp, and a key's explicit
   accidentals are spaced apart (``K:C^f^c``);
-- ``%%MIDI transpose`` of the header is read for the MIDI writer.
+- ``%%MIDI transpose`` holds from where it is written (render plays it).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ _TOKEN = re.compile(
 )
 _FIELD_LINE = re.compile(r"^[A-Za-z+]:")
 _NOT_MUSIC = re.compile(r"^(?:%|[A-Za-z+]:)")
-_MIDI_TRANSPOSE = re.compile(r"^(?:%%MIDI|I:MIDI\s*=?)\s*transpose\s+(-?\d+)", re.I)
 
 
 @dataclass
@@ -258,6 +257,27 @@ def bagpipe_keys(abc: str) -> str:
 
 
 _GRACE_AFTER_BROKEN = re.compile(r"([<>]+)\s*\{[^}\n]*\}")
+
+
+_GRACE_GROUP = re.compile(r"\{[^}\n]*\}")
+_MICROTONE = re.compile(r"([\^_])\d*/\d*(?=[A-Ga-g])")
+
+
+def grace_notes_without_microtones(abc: str) -> str:
+    """``{_/E}`` as ``{E}``: abc2xml reads a microtone in a grace group as a
+    note of the bar (grace notes are not played, so only the mark is lost)."""
+    header, body = split_header(abc)
+    changed = False
+    out = []
+    for line in body:
+        if not _NOT_MUSIC.match(line):
+            new = _GRACE_GROUP.sub(lambda m: _MICROTONE.sub("", m.group(0)), line)
+            changed |= new != line
+            line = new
+        out.append(line)
+    if changed:
+        logger.warning("%s: microtones of grace notes are not written", tune_label(abc))
+    return "\n".join(header + out) + "\n"
 
 
 def drop_grace_after_broken_rhythm(abc: str) -> str:
@@ -483,7 +503,8 @@ def _expand(
     played second ending raised the pass limit; a skipped ending stops at the
     next `:|`, `|:`, `||`, `|]`, `[|` or ending, and that bar is not acted on.
     A jump back restores the key, meter and unit in force where the repeat
-    starts (``start``: those of the header), as abc2midi plays them.
+    starts (``start``: those of the header), as abc2midi plays them (not a
+    ``%%MIDI transpose``, which holds on).
     """
     items = _features(tokens, insert_starts)
     out: list[str] = []
@@ -632,27 +653,6 @@ def _expand_voices(abc: str, insert_starts: bool = True) -> str:
         text = "".join(_expand(tokens[voice_id], insert_starts, start))
         out.extend(line for line in text.splitlines() if line.strip())
     return "\n".join(out) + "\n"
-
-
-def midi_transpose(abc: str) -> tuple[int, bool]:
-    """Semitones of the header's ``%%MIDI transpose`` (abc2midi plays every note
-    shifted), and whether the body changes it (which is not played)."""
-    header, body = split_header(abc)
-    # directives between K: and the first music line still apply to the whole tune
-    start = next(
-        (
-            i
-            for i, line in enumerate(body)
-            if line.strip() and not _NOT_MUSIC.match(line)
-        ),
-        len(body),
-    )
-    shift = 0
-    for line in header + body[:start]:
-        match = _MIDI_TRANSPOSE.match(line)
-        if match:
-            shift = int(match.group(1))
-    return shift, any(_MIDI_TRANSPOSE.match(line) for line in body[start:])
 
 
 def tune_title(abc: str) -> str:

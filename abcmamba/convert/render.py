@@ -7,10 +7,8 @@ from pathlib import Path
 
 from abcmamba.convert.abcread import abc_to_musicxml_text, abc_to_score, playable
 from abcmamba.convert.abctext import (
-    midi_transpose,
     pitched_percussion_clefs,
     propagate_accidentals,
-    tune_label,
 )
 
 logger = logging.getLogger(__name__)
@@ -32,16 +30,9 @@ def abc_to_midi(abc: str, path: str | Path) -> Path:
     """Write one ABC tune as MIDI, repeats played out as abc2midi does."""
     import music21
 
-    score = abc_to_score(pitched_percussion_clefs(abc), expand=True)
-    score = _part_per_voice(playable(score))
-    shift, changed = midi_transpose(abc)
-    if changed:
-        logger.warning(
-            "%s: %%%%MIDI transpose inside the tune is not played", tune_label(abc)
-        )
-    if shift:
-        for note in score.recurse().notes:
-            note.transpose(shift, inPlace=True)
+    score = playable(abc_to_score(pitched_percussion_clefs(abc), expand=True))
+    _sound_transpositions(score)
+    score = _part_per_voice(score)
     mf = music21.midi.translate.streamToMidiFile(score)
     _assign_channels(mf, score)
     mf.open(str(path), "wb")
@@ -50,6 +41,26 @@ def abc_to_midi(abc: str, path: str | Path) -> Path:
     finally:
         mf.close()
     return Path(path)
+
+
+def _sound_transpositions(score) -> None:
+    """Play every note at its sounding pitch, in place.
+
+    abc2xml writes ``%%MIDI transpose`` and ``transpose=`` as MusicXML
+    <transpose>, which music21 reads as the transposition of an instrument
+    that starts where the directive is; its MIDI writer does not apply it.
+    As abc2midi, each one holds from there on in its part, replacing the last.
+    """
+    import music21
+
+    for part in score.parts:
+        semitones = 0
+        for element in part.flatten():
+            if isinstance(element, music21.instrument.Instrument):
+                shift = element.transposition
+                semitones = int(shift.semitones) if shift is not None else 0
+            elif semitones and isinstance(element, music21.note.NotRest):
+                element.transpose(semitones, inPlace=True)
 
 
 def _part_per_voice(score):
