@@ -98,6 +98,8 @@ def test_latin1_file_is_decoded():
         ("D exp ^f ^c", "D exp ^f ^c"),
         ("A min -8va", "Am"),
         ("HP", "HP"),
+        ("C^f^c^a", "C ^f ^c ^a"),  # glued explicit accidentals, as written in the wild
+        ("Dphr^F", "Dphr ^F"),
     ],
 )
 def test_canonical_key(value, expected):
@@ -294,3 +296,12 @@ def test_unmatched_slurs_are_dropped():
     result = normalize(abc)
     assert "(" not in result.abc and ")" not in result.abc
     assert validate(result.abc) == []
+
+
+def test_lyrics_under_a_continued_line_do_not_join_the_music():
+    # abcm2ps files put w: lines under a line that ends with "\\"
+    tune = "X:1\nM:2/4\nL:1/8\nK:C\nCDEF|\\\nw:la la la la\nGABc|\nc4|]\n"
+    result = normalize(tune)
+    assert "la" not in result.abc and validate(result.abc) == []
+    assert "CDEF| GABc|" in result.abc.replace("\n", " ")
+

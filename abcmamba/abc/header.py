@@ -87,13 +87,19 @@ def parse_header(text: str, partial: bool = False) -> Header:
     return Header(tuple(fields), closed, len(text) if end is None else end)
 
 
+# an accidental glued to what comes before it: "C^f^c" (not "clef=bass")
+GLUED_ACCIDENTAL = re.compile(
+    r"(?<=\S)(?=(?:\^{1,2}|_{1,2})[A-Ga-g])|(?<=[\^_=][A-Ga-g])(?==[A-Ga-g])"
+)
+
+
 def canonical_key(value: str) -> str:
     """Canonical spelling of a `K:` value, e.g. 'E minor' -> 'Em', 'G Major' -> 'G'.
 
     Explicit accidentals and clef settings after the key are kept.
     Raises ValueError for a key that is not ABC.
     """
-    words = value.split()
+    words = GLUED_ACCIDENTAL.sub(" ", value).split()
     if not words:
         return "none"
     first = words[0]

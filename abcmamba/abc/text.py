@@ -130,6 +130,10 @@ def strip_comment(line: str) -> str:
     return line
 
 
+# Lines that annotate the music line above: lyrics, symbols, decorations.
+_LINE_ANNOTATION = re.compile(r"^[wsd+]:")
+
+
 def logical_lines(text: str) -> Iterator[str]:
     """Lines of a tune with comments and `%%` directives removed and `\\` joined."""
     pending = ""
@@ -137,6 +141,13 @@ def logical_lines(text: str) -> Iterator[str]:
         if raw.startswith("%%"):
             continue
         line = strip_comment(raw).rstrip()
+        if pending and FIELD_LINE.match(line):
+            # lyrics (w:) under a continued line do not end it; another field does
+            if not _LINE_ANNOTATION.match(line):
+                yield pending.rstrip()
+                pending = ""
+            yield line
+            continue
         if line.endswith("\\") and not FIELD_LINE.match(line):
             pending += line[:-1] + " "
             continue

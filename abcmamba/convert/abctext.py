@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
 
-from abcmamba.abc.header import default_tuplet_q, is_compound
+from abcmamba.abc.header import (
+    GLUED_ACCIDENTAL,
+    canonical_key,
+    default_tuplet_q,
+    is_compound,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -232,10 +237,6 @@ def explicit_unit_length(abc: str) -> str:
 
 
 _KEY_FIELD = re.compile(r"(^K:|\[K:)([^\]\n%]*)", re.M)
-# an accidental glued to what comes before it: "C^f^c" (not "clef=bass")
-_GLUED_ACCIDENTAL = re.compile(
-    r"(?<=\S)(?=(?:\^{1,2}|_{1,2})[A-Ga-g])|(?<=[\^_=][A-Ga-g])(?==[A-Ga-g])"
-)
 
 
 def spaced_key_accidentals(abc: str) -> str:
@@ -243,7 +244,7 @@ def spaced_key_accidentals(abc: str) -> str:
     only when spaces part them.  (abc2midi drops the first of glued ones, here
     the F sharp; we play what the standard says.)"""
     return _KEY_FIELD.sub(
-        lambda m: m.group(1) + _GLUED_ACCIDENTAL.sub(" ", m.group(2)), abc
+        lambda m: m.group(1) + GLUED_ACCIDENTAL.sub(" ", m.group(2)), abc
     )
 
 
@@ -303,10 +304,8 @@ def key_accidentals(value: str) -> dict[str, str]:
     explicit accidentals included: 'D' -> {'F': '^', 'C': '^'}; {} if unknown."""
     from music21 import key as m21key
 
-    from abcmamba.abc.header import canonical_key
-
     try:
-        words = canonical_key(_GLUED_ACCIDENTAL.sub(" ", value.strip())).split()
+        words = canonical_key(value.strip()).split()
     except ValueError:
         return {}
     accidentals: dict[str, str] = {}
