@@ -354,6 +354,10 @@ def test_midi_transpose_directive(tmp_path):
     # as abc2midi: a transpose holds on through the jump back
     assert pitches(later, tmp_path) == [60, 65, 65, 65, 60]
     agrees_with_abc2midi(later)
+    # music21 guesses an alto sax from the program, which it would play a
+    # sixth lower; abc2midi plays the written notes
+    sax = tune("C2 E2 G2 c2 | C8 |", "M:4/4\nL:1/8\n%%MIDI program 65\nK:C")
+    assert pitches(sax, tmp_path) == [60, 64, 67, 72, 60]
     keyed = tune("c8 |\nK:C transpose=-2\nc8 |\nV:1 transpose=3\nc8 |")
     assert pitches(keyed, tmp_path) == [72, 70, 75]
     agrees_with_abc2midi(keyed)

@@ -116,9 +116,28 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
             ]
         ) from err
     drums = percussion_parts(xml)
+    shifts = transpositions(xml)
     for index, part in enumerate(score.parts):
         part.editorial.percussion = index in drums
+        part.editorial.transpositions = shifts.get(index, [])
     return score
+
+
+def transpositions(xml: str) -> dict[int, list[tuple[int, int]]]:
+    """Per part index, (measure index, semitones) where a <transpose> starts.
+
+    abc2xml writes ``%%MIDI transpose`` and ``transpose=`` so; music21 reads
+    them into instruments, but also gives instruments it guesses from a MIDI
+    program their usual transposition (an alto sax sounds a sixth lower),
+    which abc2midi does not play; so they are read here.
+    """
+    root = ElementTree.fromstring(xml.encode("utf-8"))
+    found: dict[int, list[tuple[int, int]]] = {}
+    for index, part in enumerate(root.iter("part")):
+        for number, measure in enumerate(part.iter("measure")):
+            for chromatic in measure.iterfind("attributes/transpose/chromatic"):
+                found.setdefault(index, []).append((number, int(chromatic.text)))
+    return found
 
 
 def percussion_parts(xml: str) -> set[int]:

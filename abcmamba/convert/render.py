@@ -44,23 +44,21 @@ def abc_to_midi(abc: str, path: str | Path) -> Path:
 
 
 def _sound_transpositions(score) -> None:
-    """Play every note at its sounding pitch, in place.
-
-    abc2xml writes ``%%MIDI transpose`` and ``transpose=`` as MusicXML
-    <transpose>, which music21 reads as the transposition of an instrument
-    that starts where the directive is; its MIDI writer does not apply it.
-    As abc2midi, each one holds from there on in its part, replacing the last.
-    """
+    """Play every note at its sounding pitch, in place: as abc2midi, each
+    ``%%MIDI transpose``/``transpose=`` holds from its measure on in its part,
+    replacing the last (music21's MIDI writer plays written pitches)."""
     import music21
 
     for part in score.parts:
+        changes = dict(getattr(part.editorial, "transpositions", []))
         semitones = 0
-        for element in part.flatten():
-            if isinstance(element, music21.instrument.Instrument):
-                shift = element.transposition
-                semitones = int(shift.semitones) if shift is not None else 0
-            elif semitones and isinstance(element, music21.note.NotRest):
-                element.transpose(semitones, inPlace=True)
+        for index, measure in enumerate(
+            part.getElementsByClass(music21.stream.Measure)
+        ):
+            semitones = changes.get(index, semitones)
+            if semitones:
+                for note in measure.recurse().notes:
+                    note.transpose(semitones, inPlace=True)
 
 
 def _part_per_voice(score):
