@@ -25,12 +25,11 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from abcmamba import UserError, is_hub_id
+from abcmamba import RUN_FILE, UserError, is_hub_id
 
 logger = logging.getLogger("push_to_hub")
 
 STAGE_MARKER = ".abcmamba_stage"  # lets us wipe a stage folder we made, never another
-RUN_FILE = "abcmamba_run.json"
 MODEL_FILES = (
     "config.json",
     "generation_config.json",

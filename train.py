@@ -59,7 +59,8 @@ from abcmamba.training.data import (
     prepare_tokenizer,
     train_loader,
 )
-from abcmamba.training.final import RUN_FILE, TrainedRun, finish, validation_bpc
+from abcmamba import RUN_FILE
+from abcmamba.training.final import TrainedRun, finish, validation_bpc
 from abcmamba.training.model import build_optimizer, build_or_load_model
 from abcmamba.training.schedule import CosineSchedule, TimeBudget, plan_steps
 

@@ -4,6 +4,9 @@ import re
 
 __version__ = "0.1.0"
 
+# what a trained model folder records about its run (config, metrics, data)
+RUN_FILE = "abcmamba_run.json"
+
 # OWNER/NAME as the Hub spells repo ids: neither part starts with '.' or '-'
 _HUB_ID = re.compile(r"(?![.-])[\w.-]+/(?![.-])[\w.-]+")
 

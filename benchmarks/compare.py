@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from abcmamba import UserError  # noqa: E402
+from abcmamba import RUN_FILE, UserError  # noqa: E402
 
 logger = logging.getLogger("compare")
 
@@ -302,7 +302,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     rows = []
     for (name, run_dir), final, entry in zip(runs, finals, entries, strict=True):
-        record_path = Path(final) / "abcmamba_run.json"
+        record_path = Path(final) / RUN_FILE
         record = json.loads(record_path.read_text()) if record_path.is_file() else {}
         metrics = record.get("metrics", {})
         peak_file = out / f"train_{name}.json"

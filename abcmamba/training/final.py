@@ -23,6 +23,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from abcmamba import RUN_FILE
 from abcmamba.abc import validate
 from abcmamba.evaluate.bpc import bits_per_character
 from abcmamba.generate import AbcLogitsProcessor
@@ -32,7 +33,6 @@ from abcmamba.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-RUN_FILE = "abcmamba_run.json"
 BPC_DEFINITION = (
     "NLL in bits of every token of each validation tune incl. its EOS, "
     "given BOS, divided by the characters of the tune texts"
@@ -136,9 +136,9 @@ def sample_validity(
 
 def write_known_values(data: Path, folder: Path) -> None:
     """conditioning.json: the corpus spellings of composer and rhythm, with counts."""
-    from datasets import load_from_disk
+    from abcmamba.tokenizer import load_corpus
 
-    train = load_from_disk(str(data))["train"]
+    train = load_corpus(data, "train")["train"]
     columns = {
         name: list(train[name])
         for name in ("composer", "rhythm")
