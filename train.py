@@ -40,7 +40,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from abcmamba import UserError, modeling
+from abcmamba import RUN_FILE, UserError, modeling
 from abcmamba.training.checkpoints import (
     prepare_run_folder,
     save_checkpoint,
@@ -59,7 +59,6 @@ from abcmamba.training.data import (
     prepare_tokenizer,
     train_loader,
 )
-from abcmamba import RUN_FILE
 from abcmamba.training.final import TrainedRun, finish, validation_bpc
 from abcmamba.training.model import build_optimizer, build_or_load_model
 from abcmamba.training.schedule import CosineSchedule, TimeBudget, plan_steps
