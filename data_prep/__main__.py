@@ -1,7 +1,9 @@
 """`python -m data_prep [SOURCE ...] --out DIR`: build the normalized ABC corpus.
 
 SOURCE is `music21:folk`, `music21:classical`, a file or folder of .abc,
-.mid/.midi, .musicxml/.xml/.mxl or .krn files, or `hf:OWNER/NAME[:SPLIT][:COLUMN]`.
+.mid/.midi, .musicxml/.xml/.mxl or .krn files, or `hf:OWNER/NAME[:SPLIT][:COLUMN]`
+(a column of ABC text, score bytes or score paths), optionally after labels:
+`composer=Chopin:FOLDER`. A folder's metadata.csv/.jsonl labels its files.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ log = logging.getLogger("data_prep")
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of `python -m data_prep`."""
+    from data_prep.labels import LABEL_FIELDS
     from data_prep.sources import DEFAULT_SOURCES
+
+    labels = ", ".join(LABEL_FIELDS)
 
     parser = argparse.ArgumentParser(
         prog="python -m data_prep",
@@ -40,7 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE",
         default=DEFAULT_SOURCES,
         help="music21:folk, music21:classical, a file or folder, or "
-        "hf:OWNER/NAME[:SPLIT][:COLUMN]",
+        "hf:OWNER/NAME[:SPLIT][:COLUMN] (ABC text, MIDI/MusicXML bytes or paths), "
+        f"optionally prefixed by labels LABEL=VALUE: ({labels}), e.g. "
+        "composer=Chopin:path/to/folder. A metadata.csv or metadata.jsonl in a "
+        "folder (a file_name column relative to it, plus label columns) labels each "
+        "file; a dataset's label columns label each row. composer is written as C:, "
+        "rhythm as R:, title only in the title column",
+    )
+    parser.add_argument(
+        "--label-column",
+        action="append",
+        metavar="LABEL=COLUMN",
+        help=f"read LABEL ({labels}) from this metadata or dataset column "
+        "(default: the column named like the label); repeatable",
+    )
+    parser.add_argument(
+        "--labels-win",
+        action="store_true",
+        help="labels replace the file's own composer/title/rhythm (default: a label "
+        "fills only a field the file leaves empty; conflicts are logged either way)",
     )
     parser.add_argument("--out", default="data/corpus", help="output folder")
     parser.add_argument(
@@ -89,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     from data_prep.build import dedupe, process_items, save_corpus
+    from data_prep.labels import parse_label_columns
     from data_prep.sources import scan_source
 
     out = Path(args.out)
@@ -98,8 +122,12 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     items, rejects = [], []
     skipped: Counter = Counter()
     given: dict[str, int] = {}
+    labelling: dict[str, dict] = {}
+    label_columns = parse_label_columns(args.label_column)
     for spec in args.sources:
-        scan = scan_source(spec)
+        scan = scan_source(spec, label_columns)
+        if scan.labels:
+            labelling[spec] = scan.labels
         found = scan.items[: args.limit] if args.limit else scan.items
         log.info(
             "%s: %d items (%d files skipped)", spec, len(found), len(scan.skipped_files)
@@ -119,8 +147,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         num_proc=max(1, args.num_proc),
         check_abc2midi=args.check_abc2midi,
         check_music21=args.check_music21,
+        labels_win=args.labels_win,
     )
     records, duplicates = dedupe(records)
+    _report_conflicts(records, labelling, args.labels_win)
     rejects += failed + duplicates
     if not records:
         raise UserError(
@@ -134,6 +164,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "sources": args.sources,
         "items_given": given,
         "skipped_file_types": dict(skipped),
+        "labels": labelling,
         "checks": {
             "abcmamba.abc.validate": True,
             "abc2midi": args.check_abc2midi,
@@ -152,6 +183,36 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         minutes,
     )
     return 0
+
+
+def _report_conflicts(
+    records: list[dict], labelling: dict[str, dict], labels_win: bool
+) -> None:
+    """Log labels that disagree with their file and count them per source and label."""
+    kept = "label's" if labels_win else "file's"
+    n = 0
+    for record in records:
+        for name, have, label in record["_conflicts"]:
+            n += 1
+            if n <= 10:
+                log.warning(
+                    "%s: the file says %s %r, its label %r; kept the %s",
+                    record["id"],
+                    name,
+                    have,
+                    label,
+                    kept,
+                )
+            counts = labelling.setdefault(record["source"], {}).setdefault(
+                "conflicts", {}
+            )
+            counts[name] = counts.get(name, 0) + 1
+    if n:
+        log.warning(
+            "%d label conflicts in all (counted in manifest.json; --labels-win "
+            "makes labels replace the file's values)",
+            n,
+        )
 
 
 def _versions() -> dict[str, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from abcmamba.abc import AbcError, normalize, parse_header, validate
+from data_prep.labels import apply_labels
 from data_prep.sources import Item
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,14 @@ def process_items(
     num_proc: int = 1,
     check_abc2midi: bool = True,
     check_music21: bool = False,
+    labels_win: bool = False,
 ) -> tuple[list[dict], list[dict]]:
-    """Normalize and check every item, in parallel; returns (records, rejects)."""
+    """Normalize and check every item, in parallel; returns (records, rejects).
+
+    A record's `_conflicts` lists the labels that disagreed with its file.
+    """
     chunks = _chunks(items)
-    task = [(chunk, check_abc2midi, check_music21) for chunk in chunks]
+    task = [(chunk, check_abc2midi, check_music21, labels_win) for chunk in chunks]
     records: list[dict] = []
     rejects: list[dict] = []
     bar = tqdm(total=len(items), desc="converting", unit="item", smoothing=0.05)
@@ -92,7 +97,10 @@ def _process_chunk_counted(args: tuple) -> tuple[tuple[list[dict], list[dict]], 
 
 
 def process_chunk(
-    items: list[Item], check_abc2midi: bool = True, check_music21: bool = False
+    items: list[Item],
+    check_abc2midi: bool = True,
+    check_music21: bool = False,
+    labels_win: bool = False,
 ) -> tuple[list[dict], list[dict]]:
     """Normalize, validate and check one chunk of items."""
     records, rejects = [], []
@@ -108,6 +116,7 @@ def process_chunk(
                 continue
             if item.composer:
                 tune = _with_composer(tune, item.composer)
+            conflicts = apply_labels(tune, item.labels, labels_win)
             problems = validate(tune.abc)
             if problems:
                 rejects.append(_reject(item.source, ref, "; ".join(problems)))
@@ -118,6 +127,7 @@ def process_chunk(
                 source=item.source,
                 origin_format=origin,
                 _ref=item.ref,
+                _conflicts=conflicts,
             )
             records.append(record)
     checks = []
@@ -145,8 +155,12 @@ def _abc_texts(item: Item) -> Iterable[tuple[str, str, str, str]]:
     from abcmamba.convert import ConversionError, score_file_to_abc
 
     try:
-        with _time_limit(SCORE_TIMEOUT_S):
-            texts = score_file_to_abc(item.path)
+        with _time_limit(SCORE_TIMEOUT_S), tempfile.TemporaryDirectory() as tmp:
+            path = item.path
+            if item.data is not None:  # bytes from a dataset row
+                path = str(Path(tmp) / f"score{Path(item.path or '').suffix}")
+                Path(path).write_bytes(item.data)
+            texts = score_file_to_abc(path)
     except ConversionError as err:
         yield item.ref, item.origin_format, "", f"conversion failed: {err}"
         return

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from abcmamba import UserError
 from abcmamba.abc import read_abc_file, split_tunes
+from data_prep.labels import (
+    METADATA_NAMES,
+    parse_label_columns,
+    read_metadata,
+    split_label_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +37,25 @@ _NOT_CLASSICAL = {
     "_metadataCache",
 }
 _POLYPHONIC_ABC = {"josquin"}
+_REPORT_NAMES = 20  # file names listed in the manifest per kind of label problem
 
 
 @dataclass
 class Item:
-    """One unit of work: an ABC tune given as text, or a score file to convert."""
+    """One unit of work: an ABC tune given as text, or a score file to convert.
+
+    A score is a file at `path`, or `data` (its bytes, from a dataset row) with
+    `path` naming it only for its suffix.
+    """
 
     source: str
     ref: str  # file path (relative where possible) plus tune index
     origin_format: str
     text: str | None = None
     path: str | None = None
-    composer: str = ""
+    composer: str = ""  # the music21 corpus's spelling: always wins
+    labels: dict[str, str] = field(default_factory=dict)  # see data_prep.labels
+    data: bytes | None = None
 
 
 @dataclass
@@ -53,6 +65,7 @@ class SourceScan:
     items: list[Item] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)  # file suffix -> count
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    labels: dict = field(default_factory=dict)  # what labelling did, for the manifest
 
 
 def music21_corpus_dir() -> Path:
@@ -62,35 +75,126 @@ def music21_corpus_dir() -> Path:
     return Path(music21.corpus.__file__).parent
 
 
-def scan_source(spec: str) -> SourceScan:
-    """Expand one SOURCE argument; raises UserError for one that cannot be read."""
-    if spec == "music21:folk":
-        return _scan_music21(spec, folk=True)
-    if spec == "music21:classical":
-        return _scan_music21(spec, folk=False)
-    if spec.startswith("music21:"):
+def scan_source(spec: str, label_columns: dict[str, str] | None = None) -> SourceScan:
+    """Expand one SOURCE argument; raises UserError for one that cannot be read.
+
+    `label_columns` maps labels (composer, title, rhythm) to the metadata or
+    dataset columns that hold them (by default, columns of the same name).
+    """
+    labels, rest = split_label_prefix(spec)
+    columns = label_columns or parse_label_columns(None)
+    if rest == "music21:folk":
+        scan = _scan_music21(spec, folk=True)
+    elif rest == "music21:classical":
+        scan = _scan_music21(spec, folk=False)
+    elif rest.startswith("music21:"):
         raise UserError(
             f"unknown source {spec!r}: use music21:folk or music21:classical"
         )
-    if spec.startswith("hf:"):
-        return _scan_hf(spec)
-    path = Path(spec)
-    if not path.exists():
-        raise UserError(f"no such file or folder: {spec}")
-    scan = SourceScan()
-    files = (
-        sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    )
-    for file in files:
-        _add_file(scan, spec, file, path if path.is_dir() else path.parent)
+    elif rest.startswith("hf:"):
+        from data_prep.hf import scan_hf
+
+        scan = scan_hf(spec, rest, columns)
+    elif not Path(rest).exists():
+        raise UserError(f"no such file or folder: {rest}")
+    else:
+        scan = _scan_path(spec, Path(rest), columns)
+    if labels:
+        for item in scan.items:  # a file's own row is more specific than the source's
+            item.labels = {**labels, **item.labels}
+        scan.labels = {"labels": labels, **scan.labels}
     return scan
 
 
+def _scan_path(spec: str, path: Path, columns: dict[str, str]) -> SourceScan:
+    """A file, or a folder walked recursively with its metadata files' labels."""
+    scan = SourceScan()
+    if not path.is_dir():
+        _add_file(scan, spec, path, path.parent)
+        return scan
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    metadata = [f for f in files if f.name in METADATA_NAMES]
+    rows = _metadata_rows(metadata, path, columns)
+    labelled, without_row = 0, []
+    for file in files:
+        if file in metadata:
+            continue
+        row = rows.pop(file.resolve(), None)
+        before = len(scan.items)
+        _add_file(scan, spec, file, path, labels=row[0] if row else {})
+        if metadata and len(scan.items) > before:
+            if row:
+                labelled += 1
+            else:
+                without_row.append(str(file.relative_to(path)))
+    missing, root = [], path.resolve()
+    for target, (_, where) in rows.items():
+        name = str(target.relative_to(root)) if target.is_relative_to(root) else where
+        scan.skipped_files.append((name, f"{where} names a file that is not there"))
+        missing.append(name)
+    if metadata:
+        scan.labels = {
+            "metadata_files": [str(f.relative_to(path)) for f in metadata],
+            "labelled_files": labelled,
+            "files_without_metadata_row": _named_count(without_row),
+            "metadata_rows_without_file": _named_count(missing),
+        }
+        if without_row:
+            log.warning(
+                "%s: %d files have no metadata row and carry no labels from it: %s",
+                spec,
+                len(without_row),
+                ", ".join(without_row[:5]) + (", ..." if len(without_row) > 5 else ""),
+            )
+        if missing:
+            log.warning(
+                "%s: %d metadata rows name files that are not there: %s",
+                spec,
+                len(missing),
+                ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""),
+            )
+    return scan
+
+
+def _metadata_rows(
+    metadata: list[Path], root: Path, columns: dict[str, str]
+) -> dict[Path, tuple[dict[str, str], str]]:
+    """Resolved file path -> (labels, "metadata.csv line N") over all metadata files."""
+    folders = [f.parent for f in metadata]
+    if len(set(folders)) < len(folders):
+        raise UserError(
+            f"{folders[0]} holds both metadata.csv and metadata.jsonl; keep one"
+        )
+    rows: dict[Path, tuple[dict[str, str], str]] = {}
+    for meta in metadata:
+        rel = meta.relative_to(root)
+        for name, line, labels in read_metadata(meta, columns):
+            target = (meta.parent / name).resolve()
+            if target in rows:
+                raise UserError(
+                    f"{name} has two metadata rows: {rows[target][1]}, {rel}"
+                )
+            rows[target] = (labels, f"{rel} line {line}")
+    return rows
+
+
+def _named_count(names: list[str]) -> dict:
+    return {"count": len(names), "files": names[:_REPORT_NAMES]}
+
+
 def _add_file(
-    scan: SourceScan, source: str, file: Path, root: Path, composer: str = ""
+    scan: SourceScan,
+    source: str,
+    file: Path,
+    root: Path,
+    composer: str = "",
+    labels: dict[str, str] | None = None,
+    ref: str | None = None,
 ) -> None:
     suffix = file.suffix.lower()
     rel = str(file.relative_to(root)) if file.is_relative_to(root) else str(file)
+    rel = ref or rel
+    labels = labels or {}
     if suffix in ABC_SUFFIXES:
         try:
             text = read_abc_file(file)
@@ -102,11 +206,25 @@ def _add_file(
             scan.skipped_files.append((rel, "no tune (no X: or K: line) in ABC file"))
         for i, tune in enumerate(tunes):
             scan.items.append(
-                Item(source, f"{rel}#{i}", "abc", text=tune, composer=composer)
+                Item(
+                    source,
+                    f"{rel}#{i}",
+                    "abc",
+                    text=tune,
+                    composer=composer,
+                    labels=dict(labels),
+                )
             )
     elif suffix in SCORE_SUFFIXES:
         scan.items.append(
-            Item(source, rel, SCORE_SUFFIXES[suffix], path=str(file), composer=composer)
+            Item(
+                source,
+                rel,
+                SCORE_SUFFIXES[suffix],
+                path=str(file),
+                composer=composer,
+                labels=dict(labels),
+            )
         )
     elif not file.name.startswith("."):
         scan.skipped[suffix or file.name] += 1
@@ -142,58 +260,3 @@ def _composer_name(folder: str) -> str:
         "luca": "Gregorio Luca",
     }
     return names.get(folder, folder.replace("_", " ").title())
-
-
-def _scan_hf(spec: str) -> SourceScan:
-    """`hf:OWNER/NAME[:SPLIT][:COLUMN]`, or `hf:PATH` of a save_to_disk folder."""
-    import datasets
-
-    parts = spec[3:].split(":")
-    name, split = parts[0], (parts[1] if len(parts) > 1 and parts[1] else None)
-    column = parts[2] if len(parts) > 2 else None
-    try:
-        if Path(name).exists():
-            data = datasets.load_from_disk(name)
-        else:
-            data = datasets.load_dataset(name, split=split)
-    except Exception as err:  # the datasets library raises many types here
-        first = (
-            str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        )
-        raise UserError(f"cannot load Hugging Face dataset {name!r}: {first}") from None
-    if isinstance(data, datasets.DatasetDict):
-        splits = [split] if split else list(data)
-        if split and split not in data:
-            raise UserError(f"{name!r} has no split {split!r} (has {', '.join(data)})")
-    else:
-        data, splits = {split or "data": data}, [split or "data"]
-    scan = SourceScan()
-    for part in splits:
-        table = data[part]
-        col = column or _abc_column(table.column_names)
-        if col not in table.column_names:
-            raise UserError(
-                f"{name!r} has no column {col!r} (columns: {', '.join(table.column_names)})"
-            )
-        for row, text in enumerate(table[col]):
-            for i, tune in enumerate(_tunes_in_text(text or "")):
-                scan.items.append(Item(spec, f"{part}/{row}#{i}", "abc", text=tune))
-            if not (text or "").strip():
-                scan.skipped_files.append((f"{part}/{row}", "empty ABC text"))
-    return scan
-
-
-def _abc_column(columns: list[str]) -> str:
-    for candidate in ("abc", "abc notation", "abc_notation", "ABC", "text", "content"):
-        if candidate in columns:
-            return candidate
-    raise UserError(
-        f"no ABC column found (columns: {', '.join(columns)}); name it: hf:NAME:SPLIT:COLUMN"
-    )
-
-
-def _tunes_in_text(text: str) -> Iterator[str]:
-    tunes = split_tunes(text)
-    if not tunes and text.strip():
-        yield "X:1\n" + text  # a row holding one tune without its X: line
-    yield from tunes
