@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--labels-win",
         action="store_true",
-        help="labels replace the file's own composer/title/rhythm (default: a label "
-        "fills only a field the file leaves empty; conflicts are logged either way)",
+        help="labels replace the file's own composer/title/rhythm; without it a "
+        "label fills only a field the file leaves empty. Conflicts are logged and "
+        "counted in manifest.json either way",
     )
     parser.add_argument("--out", default="data/corpus", help="output folder")
     parser.add_argument(

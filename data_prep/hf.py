@@ -20,7 +20,7 @@ from data_prep.sources import (
     SCORE_SUFFIXES,
     Item,
     SourceScan,
-    _add_file,
+    add_file,
 )
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def _add_value(
     if file is None:
         scan.skipped_files.append((ref, f"no such file: {where}"))
     else:
-        _add_file(scan, source, file, file.parent, labels=labels, ref=ref)
+        add_file(scan, source, file, file.parent, labels=labels, ref=ref)
 
 
 def sniff_score(data: bytes, name: str = "") -> str | None:

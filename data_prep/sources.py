@@ -110,7 +110,7 @@ def _scan_path(spec: str, path: Path, columns: dict[str, str]) -> SourceScan:
     """A file, or a folder walked recursively with its metadata files' labels."""
     scan = SourceScan()
     if not path.is_dir():
-        _add_file(scan, spec, path, path.parent)
+        add_file(scan, spec, path, path.parent)
         return scan
     files = sorted(p for p in path.rglob("*") if p.is_file())
     metadata = [f for f in files if f.name in METADATA_NAMES]
@@ -121,7 +121,7 @@ def _scan_path(spec: str, path: Path, columns: dict[str, str]) -> SourceScan:
             continue
         row = rows.pop(file.resolve(), None)
         before = len(scan.items)
-        _add_file(scan, spec, file, path, labels=row[0] if row else {})
+        add_file(scan, spec, file, path, labels=row[0] if row else {})
         if metadata and len(scan.items) > before:
             if row:
                 labelled += 1
@@ -182,7 +182,7 @@ def _named_count(names: list[str]) -> dict:
     return {"count": len(names), "files": names[:_REPORT_NAMES]}
 
 
-def _add_file(
+def add_file(
     scan: SourceScan,
     source: str,
     file: Path,
@@ -191,6 +191,7 @@ def _add_file(
     labels: dict[str, str] | None = None,
     ref: str | None = None,
 ) -> None:
+    """Add a file's tunes (ABC) or the file itself (a score) to scan, or a skip line."""
     suffix = file.suffix.lower()
     rel = str(file.relative_to(root)) if file.is_relative_to(root) else str(file)
     rel = ref or rel
@@ -244,9 +245,9 @@ def _scan_music21(spec: str, folk: bool) -> SourceScan:
             is_abc = suffix in ABC_SUFFIXES
             if is_abc and folder.name not in _POLYPHONIC_ABC:
                 if folk:
-                    _add_file(scan, spec, file, root)
+                    add_file(scan, spec, file, root)
             elif not folk and (is_abc or suffix in SCORE_SUFFIXES):
-                _add_file(scan, spec, file, root, composer=_composer_name(folder.name))
+                add_file(scan, spec, file, root, composer=_composer_name(folder.name))
     return scan
 
 
