@@ -465,6 +465,7 @@ def test_midi_of_a_real_tune_to_abc():
     score = abc_to_score(abc)
     # abc2midi wrote the repeats out: 2 x 92 notes, quantized back exactly.
     assert "M:6/8" in abc and "K:G" in abc
+    assert "T:Title" not in abc  # xml2abc's placeholder for a score with no title
     assert len(score.recurse().notes) == 184
     assert sounding(score)[:6] == [67, 69, 67, 67, 69, 71]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import struct
 import threading
@@ -96,6 +97,9 @@ def xml_to_abc(xml: str | bytes) -> str:
         raise ConversionError(f"xml2abc failed: {reason[:200]}")
     if not abc.strip() or "has no notes" in info:
         raise ConversionError("score has no notes")
+    text = xml.decode("utf-8", "replace") if isinstance(xml, bytes) else xml
+    if "-title>" not in text:  # xml2abc's placeholder for a score without a title
+        abc = re.sub(r"(?m)^T:Title\n", "", abc, count=1)
     return abc
 
 
