@@ -142,7 +142,11 @@ def train(config: TrainConfig) -> dict:
         active = accelerator.skip_first_batches(loader, skip) if skip > 0 else loader
         for batch in active:
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                # no inference cache while training: xLSTM (transformers 5.x) builds
+                # one by default and overwrites its initial state in place, which
+                # breaks backward (abcmamba/xlstm.py); Mamba skips it in training
+                # anyway and Llama's would only hold keys and values nobody reads
+                loss = model(**batch, use_cache=False).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(

@@ -1,8 +1,10 @@
-"""Model presets and builders: Mamba (the published model), Mamba2 and a Llama baseline.
+"""Model presets and builders: Mamba (the published model), Mamba2, a Llama
+baseline and xLSTM.
 
 Every architecture is a stock `transformers` class, so a trained folder loads with
-``pipeline("text-generation", model=...)`` and no custom code.  The Llama baseline
-is sized to the Mamba model's parameter count at the same preset (within 10%).
+``pipeline("text-generation", model=...)`` and no custom code.  The Llama and
+xLSTM baselines are sized to the Mamba model's parameter count at the same preset
+(within 10%).
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from transformers import (
     MambaConfig,
     MambaForCausalLM,
     PreTrainedModel,
+    xLSTMConfig,
+    xLSTMForCausalLM,
 )
 
-from abcmamba import UserError, kernels
+from abcmamba import UserError, kernels, xlstm
 from abcmamba.kernels import describe_scan_path
 
 logger = logging.getLogger(__name__)
 
-ARCHS = ("mamba", "mamba2", "llama")
+ARCHS = ("mamba", "mamba2", "llama", "xlstm")
 SCAN_PATHS = ("auto", "cuda", "kernel", "mambapy", "sequential")
 
 
@@ -57,6 +61,8 @@ class Preset:
     """Attention head dimension of the Llama baseline."""
     max_position_embeddings: int = 4096
     """Longest context of the Llama baseline (Mamba has no such limit)."""
+    xlstm_num_heads: int = 4
+    """mLSTM heads of the xLSTM baseline (its width and depth are solved to match params)."""
 
 
 PRESETS: dict[str, Preset] = {
@@ -168,6 +174,13 @@ def _llama_config(p: Preset, vocab_size: int, **special: int) -> LlamaConfig:
     )
 
 
+def _xlstm_config(p: Preset, vocab_size: int, **special: int) -> xLSTMConfig:
+    """An xLSTM whose width and depth are solved to the Mamba model's size."""
+    return xlstm.xlstm_config(
+        p, vocab_size, mamba_param_count(p, vocab_size), **special
+    )
+
+
 def build_config(arch: str, preset: str, vocab_size: int, **special: int):
     """Config for ``arch`` at ``preset``; ``special`` holds bos/eos/pad token ids."""
     p = get_preset(preset)
@@ -175,6 +188,7 @@ def build_config(arch: str, preset: str, vocab_size: int, **special: int):
         "mamba": _mamba_config,
         "mamba2": _mamba2_config,
         "llama": _llama_config,
+        "xlstm": _xlstm_config,
     }
     if arch not in builders:
         raise UserError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -185,6 +199,7 @@ MODEL_CLASSES = {
     "mamba": MambaForCausalLM,
     "mamba2": Mamba2ForCausalLM,
     "llama": LlamaForCausalLM,
+    "xlstm": xLSTMForCausalLM,
 }
 
 

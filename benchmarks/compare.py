@@ -1,7 +1,8 @@
-"""Mamba against the Transformer baseline of the same preset, side by side.
+"""Mamba against the Transformer and xLSTM baselines of the same preset, side by side.
 
     python benchmarks/compare.py --preset small --data data/corpus [--train]
-    python benchmarks/compare.py --run runs/mamba-small --run runs/llama-small
+    python benchmarks/compare.py --run runs/mamba-small --run runs/llama-small \\
+        --run runs/xlstm-small
 
 For each architecture it uses the run folder train.py writes
 (`runs/ARCH-PRESET`, or the given `--run` folders); with `--train` a missing
@@ -30,7 +31,7 @@ from abcmamba import RUN_FILE, UserError  # noqa: E402
 
 logger = logging.getLogger("compare")
 
-ARCHS = ("mamba", "llama")
+ARCHS = ("mamba", "llama", "xlstm")
 DEFAULT_CONTEXTS = (256, 2048)
 DEFAULT_NEW_TOKENS = 64
 
@@ -61,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--preset", default="small", help="train.py preset of both runs"
+        "--preset", default="small", help="train.py preset of every run"
     )
     parser.add_argument(
         "--data", default="data/corpus", help="corpus (DatasetDict folder)"
@@ -251,7 +252,7 @@ def markdown(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train or load both runs, evaluate them together, print the markdown table."""
+    """Train or load the runs, evaluate them together, print the markdown table."""
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

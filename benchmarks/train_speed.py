@@ -28,7 +28,14 @@ import time
 TOKENS_PER_STEP = 4096  # batch 8 x 512
 PRESETS = ("tiny", "small")
 SEQ_LENS = (512, 2048)
-ARCHS = ("mamba:kernel", "mamba:mambapy", "mamba:sequential", "mamba2", "llama")
+ARCHS = (
+    "mamba:kernel",
+    "mamba:mambapy",
+    "mamba:sequential",
+    "mamba2",
+    "llama",
+    "xlstm",
+)
 MIN_CLEAN_STEPS = 3
 MAX_STEPS = 12
 MAX_SECONDS = 150.0
@@ -84,7 +91,8 @@ def run_row(arch: str, preset: str, seq_len: int, args: argparse.Namespace) -> d
     )
 
     def step() -> None:
-        loss = model(input_ids=ids, labels=ids).loss
+        # use_cache=False as in train.py: xLSTM's training cache breaks backward
+        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -184,7 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line flags (defaults are the constants at the top of this file)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--archs", nargs="+", default=list(ARCHS), help="mamba:PATH, mamba2, llama"
+        "--archs",
+        nargs="+",
+        default=list(ARCHS),
+        help="mamba:PATH, mamba2, llama, xlstm",
     )
     p.add_argument("--presets", nargs="+", default=list(PRESETS))
     p.add_argument("--seq-lens", nargs="+", type=int, default=list(SEQ_LENS))

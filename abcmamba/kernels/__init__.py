@@ -97,6 +97,8 @@ def describe_scan_path(model: torch.nn.Module) -> str:
         return "attention (sdpa)"
     if model_type == "mamba2":
         return "mamba2 chunked SSD (torch)"
+    if model_type == "xlstm":
+        return "mlstm chunkwise (torch)"
     mixers = mamba_mixers(model)
     if not mixers:
         return "sequential"

@@ -31,7 +31,7 @@ class TrainConfig:
     arch: str = field(
         default="mamba",
         metadata={
-            "help": "mamba (MambaForCausalLM), mamba2 (Mamba2ForCausalLM) or llama (Transformer baseline of matched size)"
+            "help": "mamba (MambaForCausalLM), mamba2 (Mamba2ForCausalLM), llama (Transformer baseline) or xlstm (xLSTMForCausalLM), both of matched size"
         },
     )
     data: str = field(

@@ -200,6 +200,8 @@ def finish(run: TrainedRun) -> dict:
 def _save_final(run: TrainedRun, metrics: dict) -> None:
     """Sample tunes into samples.abc, then write ``final`` atomically (main process)."""
     config, run_dir = run.config, run.run_dir
+    # with --save-every 0 and --report-to none nothing has created the folder yet
+    run_dir.mkdir(parents=True, exist_ok=True)
     unwrapped = run.accelerator.unwrap_model(run.model)
     gen_config = generation_config(run.tokenizer, config.max_new_tokens)
     if config.n_samples > 0:
