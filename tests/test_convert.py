@@ -688,3 +688,10 @@ def test_microtone_in_a_grace_note_is_not_a_note(tmp_path, caplog):
     assert pitches(abc, tmp_path) == [62, 62, 62, 65, 64, 62]
     assert "microtones of grace notes are not written" in caplog.text
     agrees_with_abc2midi(abc)
+
+
+def test_bracketed_additive_meter(tmp_path):
+    # abc2xml wrote "(2+3+2)/8" as a time signature music21 could not read
+    abc = tune("CDE FG ABc | [M:(3+2)/8] cBA GF |", "M:(2+3+2)/8\nL:1/8\nK:C")
+    assert len(pitches(abc, tmp_path)) == 13
+    agrees_with_abc2midi(abc)

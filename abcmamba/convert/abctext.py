@@ -248,6 +248,15 @@ def spaced_key_accidentals(abc: str) -> str:
     )
 
 
+_BRACKETED_METER = re.compile(r"(^M:\s*|\[M:\s*)\((\d+(?:\+\d+)+)\)(?=/)", re.M)
+
+
+def unbracketed_meters(abc: str) -> str:
+    """``M:(2+3+2)/8`` as ``M:2+3+2/8``: abc2xml writes the bracketed form as a
+    time signature music21 cannot read."""
+    return _BRACKETED_METER.sub(r"\1\2", abc)
+
+
 _PIPES_KEY = re.compile(r"(^K:\s*|\[K:\s*)H[Pp](?=[\s\]]|$)", re.M)
 
 
