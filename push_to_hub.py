@@ -220,9 +220,12 @@ def render_card(
     return template.substitute(
         metadata=data.to_yaml(),
         title=name,
-        arch_name={"mamba": "Mamba", "mamba2": "Mamba-2", "llama": "Llama"}.get(
-            arch, arch
-        ),
+        arch_name={
+            "mamba": "Mamba",
+            "mamba2": "Mamba-2",
+            "llama": "Llama",
+            "xlstm": "xLSTM",
+        }.get(arch, arch),
         params=_fmt(record.get("params")),
         arch_detail=f"architecture `{arch}`, preset `{record.get('preset', train_config.get('preset', 'n/a'))}`",
         vocab_size=_fmt(record.get("vocab_size") or train_config.get("vocab_size")),
