@@ -305,3 +305,10 @@ def test_lyrics_under_a_continued_line_do_not_join_the_music():
     assert "la" not in result.abc and validate(result.abc) == []
     assert "CDEF| GABc|" in result.abc.replace("\n", " ")
 
+
+def test_length_divided_by_zero_is_a_reason_not_a_crash():
+    # a sample of a barely trained model wrote "A/0"; evaluate crashed on it
+    tune = "X:1\nM:2/4\nL:1/8\nK:C\nA/0 B c d|cdef|\n"
+    assert validate(tune) == ["a note length divided by zero ('/0')"]
+    with pytest.raises(AbcError, match="divided by zero"):
+        normalize(tune)

@@ -104,7 +104,10 @@ def normalize(tune: str) -> NormalizedTune:
 
     played = {vid: v for vid, v in voices.items() if _has_music(v.lines)}
     for voice in played.values():
-        voice.lines = close_full_bars(voice.lines, meter or "none", unit)
+        try:
+            voice.lines = close_full_bars(voice.lines, meter or "none", unit)
+        except ValueError as err:  # a length such as "A/0"
+            raise AbcError(str(err)) from None
         voice.lines = balance_slurs(voice.lines)
     if not played:
         raise AbcError("no notes")

@@ -79,7 +79,10 @@ def validate(abc: str) -> list[str]:
     reasons += _syntax_reasons(voices)
     if reasons:
         return reasons
-    all_bars = {vid: bar_lengths(toks, meter, unit) for vid, toks in voices.items()}
+    try:
+        all_bars = {vid: bar_lengths(t, meter, unit) for vid, t in voices.items()}
+    except ValueError as err:  # a length such as "A/0"
+        return [str(err)]
     n_bars = max(len(b) for b in all_bars.values())
     if n_bars < MIN_BARS:
         reasons.append(f"fewer than {MIN_BARS} bars")
@@ -166,6 +169,8 @@ def note_length(text: str) -> Fraction:
     if not slashes:
         return Fraction(num)
     den = int(m.group(3)) * 2 ** (slashes - 1) if m.group(3) else 2**slashes
+    if den == 0:
+        raise ValueError(f"a note length divided by zero ({text!r})")
     return Fraction(num, den)
 
 
