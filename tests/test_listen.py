@@ -30,6 +30,7 @@ import pytest
 from scipy import stats
 
 from abcmamba import UserError
+from abcmamba.abc.text import read_abc_file
 from abcmamba.listen.db import QUESTIONS, ResultsDB
 from abcmamba.listen.midi import strip_midi_text
 from abcmamba.listen.report import holm, make_report, write_report
@@ -158,6 +159,69 @@ def test_midi_is_made_from_abc_without_abc2midi(tmp_path, monkeypatch):
     # first bar of "Unser Hans hat Hosen an" (K:Bb): G3 D G2 A2 | B3 A G2
     assert pitches[:6] == [67, 62, 67, 69, 70, 69]
     assert "audio" not in media  # nothing rendered unless asked
+
+
+# A real tune with guitar chords: abc2midi would add an accompaniment channel and
+# accent the beats; the model's tunes never get either.
+CHORDED = """X:1
+T:Chorded Waltz
+M:3/4
+L:1/8
+K:G
+"G"B2 d2 g2|"D"f2 a2 f2|"Em"g2 e2 "C"c2|"D"d6|]
+"""
+CHORDED_MELODY = [71, 74, 79, 78, 81, 78, 79, 76, 72, 74]
+
+
+def _midi_notes(path: Path) -> list[tuple[int, int, int]]:
+    """(channel, pitch, velocity) of every sounding note-on, in file order."""
+    from music21 import midi
+
+    mf = midi.MidiFile()
+    mf.open(str(path))
+    mf.read()
+    mf.close()
+    return [
+        (e.channel, e.pitch, e.velocity)
+        for t in mf.tracks
+        for e in t.events
+        if e.type == midi.ChannelVoiceMessages.NOTE_ON and e.velocity > 0
+    ]
+
+
+def test_every_source_is_rendered_by_one_engine(tmp_path, monkeypatch):
+    from abcmamba.listen import samples as samples_module
+
+    generated, real = tmp_path / "gen", tmp_path / "real"
+    generated.mkdir()
+    real.mkdir()
+    for suffix in (".abc", ".mid"):  # the generator's own MIDI is not played
+        shutil.copy(DATA / "modelA" / f"sample_000{suffix}", generated)
+    (generated / "sample_000.wav").write_bytes(b"RIFF not played")
+    (real / "chorded.abc").write_text(CHORDED)
+    rendered = []
+    engine = samples_module.abc_to_midi
+    monkeypatch.setattr(
+        samples_module,
+        "abc_to_midi",
+        lambda abc, out: rendered.append(abc) or engine(abc, out),
+    )
+    store = samples_module.MediaStore(tmp_path / "media")
+    media = {
+        s.source: store.prepare(s)
+        for s in find_samples([(generated, "modelA"), (real, "real")])
+    }
+    assert len(rendered) == 2 and "audio" not in media["modelA"]
+    for source, path in (
+        ("modelA", generated / "sample_000.abc"),
+        ("real", real / "chorded.abc"),
+    ):
+        engine(blind_abc(read_abc_file(path)), tmp_path / "by_hand.mid")
+        by_hand = strip_midi_text((tmp_path / "by_hand.mid").read_bytes())
+        assert media[source]["midi"].read_bytes() == by_hand
+    notes = _midi_notes(media["real"]["midi"])
+    assert [p for _, p, _ in notes] == CHORDED_MELODY  # no accompaniment
+    assert len({c for c, _, _ in notes}) == 1 and len({v for _, _, v in notes}) == 1
 
 
 # --- server: refusals, with urllib ----------------------------------------------

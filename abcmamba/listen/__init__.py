@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--render-audio",
         action="store_true",
         help="pre-render WAV with FluidSynth and a General MIDI soundfont "
-        "instead of the in-browser synthesizer",
+        "instead of the in-browser synthesizer (every source with the same settings)",
     )
     parser.add_argument(
         "--soundfont", help="soundfont for --render-audio; unset: a Debian GM one"
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if soundfont is None:
             raise UserError(
                 "--render-audio needs a soundfont: --soundfont FILE, or "
-                "apt-get install fluid-soundfont-gm"
+                "apt-get install timgm6mb-soundfont (or fluid-soundfont-gm)"
             )
     db_path = Path(args.db)
     cache = (

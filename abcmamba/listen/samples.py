@@ -4,6 +4,12 @@ A sample folder is what `abcmamba generate` writes (per tune ``NAME.abc``,
 ``NAME.mid``, ``NAME.musicxml``, ``NAME.svg``, maybe ``NAME.wav``) or a folder of
 real tunes (``.abc`` files with one or many tunes, ``.mid`` files). Files that
 share a stem form one sample. A multi-tune ``.abc`` file gives one sample per tune.
+
+The test is fair only if every source sounds alike: a sample with ABC is always
+played from MIDI made here from its blinded ABC by one engine
+(`abcmamba.convert.abc_to_midi`: no chord accompaniment, no beat accents), never
+from the folder's own MIDI or audio, and audio is rendered from that MIDI with one
+soundfont and the same FluidSynth settings for every source.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import logging
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +35,11 @@ HUMAN_LABELS = ("real", "human")
 # Header fields that could reveal where a tune came from (title, composer,
 # origin, notes, ...) are removed before engraving so the page stays blind.
 REVEALING_FIELDS = set("TCOABDFGHNSZIPW")
+# How every sample with ABC is rendered; part of the cache key, so a change here
+# renders again instead of mixing old and new files.
+MIDI_ENGINE = "abcmamba.convert.abc_to_midi"
+# FluidSynth's own defaults, written out so a local config cannot change them.
+FLUIDSYNTH_OPTIONS = ("-r", "44100", "-g", "0.2", "-R", "1", "-C", "1")
 DEFAULT_SOUNDFONTS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "/usr/share/sounds/sf2/TimGM6mb.sf2",
@@ -156,6 +166,8 @@ class MediaStore:
     def __init__(self, cache_dir: Path, soundfont: Path | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.soundfont = soundfont
+        settings = f"{MIDI_ENGINE} {FLUIDSYNTH_OPTIONS} {soundfont}"
+        self.tag = hashlib.sha1(settings.encode()).hexdigest()[:8]
 
     def prepare(self, sample: Sample, render_audio: bool = False) -> dict[str, Path]:
         """The sample's media by kind ("midi", "audio", "svg"); made ones are cached.
@@ -176,23 +188,27 @@ class MediaStore:
         return media
 
     def midi(self, sample: Sample) -> Path | None:
-        """The sample's MIDI (made from its blinded ABC if the folder has none), text
-        events such as track names removed so the file cannot reveal a title."""
-        src = sample.files.get("midi") or sample.files.get("abc")
+        """The sample's MIDI, text events such as track names removed so the file
+        cannot reveal a title. With ABC it is made from the blinded ABC by
+        `MIDI_ENGINE` whatever MIDI the folder holds, so all sources sound alike."""
+        if sample.abc is not None:
+            src = sample.files["abc"]
+        else:
+            src = sample.files.get("midi")
         if src is None:
             return None
-        out = self.cache_dir / f"{sample.id}.mid"
+        out = self.cache_dir / f"{sample.id}.{self.tag}.mid"
         if _fresh(out, src):
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
-        if "midi" in sample.files:
-            data = src.read_bytes()
-        else:
+        if sample.abc is not None:
             made = out.with_suffix(".made.mid")
-            if not _abc_to_midi(blind_abc(sample.abc), made):
+            if not render_midi(blind_abc(sample.abc), made):
                 return None
             data = made.read_bytes()
             made.unlink()
+        else:
+            data = src.read_bytes()
         try:
             data = strip_midi_text(data)
         except ValueError as err:
@@ -214,15 +230,27 @@ class MediaStore:
         return sample.files.get("svg")
 
     def audio(self, sample: Sample, midi: Path | None, render: bool) -> Path | None:
-        """A pre-rendered audio file, or a WAV rendered with FluidSynth when asked."""
-        if "audio" in sample.files:
-            return sample.files["audio"]
-        if not render or midi is None or self.soundfont is None:
+        """A WAV rendered from the sample's MIDI with FluidSynth when asked. The
+        folder's own audio is played only by samples with neither ABC nor MIDI: it
+        was rendered elsewhere, with other settings."""
+        if midi is None:
+            return sample.files.get("audio")
+        if not render or self.soundfont is None:
             return None
-        out = self.cache_dir / f"{sample.id}.wav"
+        out = self.cache_dir / f"{sample.id}.{self.tag}.wav"
         if _fresh(out, midi) or render_wav(midi, out, self.soundfont):
             return out
         return None
+
+
+def unfair_sources(samples: list[Sample]) -> dict[str, int]:
+    """Samples per source that cannot be rendered like the others (no ABC: their
+    own MIDI or audio is played as it is)."""
+    counts: dict[str, int] = {}
+    for s in samples:
+        if s.abc is None:
+            counts[s.source] = counts.get(s.source, 0) + 1
+    return counts
 
 
 def _fresh(out: Path, src: Path) -> bool:
@@ -243,7 +271,16 @@ def render_wav(midi: Path, out: Path, soundfont: Path) -> bool:
         return False
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".part.wav")
-    cmd = [exe, "-ni", "-q", "-F", str(tmp), "-r", "44100", str(soundfont), str(midi)]
+    cmd = [
+        exe,
+        "-ni",
+        "-q",
+        *FLUIDSYNTH_OPTIONS,
+        "-F",
+        str(tmp),
+        str(soundfont),
+        str(midi),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
@@ -257,31 +294,18 @@ def render_wav(midi: Path, out: Path, soundfont: Path) -> bool:
     return True
 
 
-def _abc_to_midi(abc: str, out: Path) -> bool:
+def render_midi(abc: str, out: Path) -> bool:
+    """Make MIDI from one ABC tune with `MIDI_ENGINE`, the one engine for every
+    source (abc2midi would add chord accompaniment and beat accents to some tunes
+    only); False when the tune cannot be read."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_abc, tmp_mid = Path(tmp) / "tune.abc", Path(tmp) / "tune.mid"
-        tmp_abc.write_text(abc, encoding="utf-8")
-        # abc2midi is the reference implementation; music21 is the fallback.
-        if shutil.which("abc2midi"):
-            subprocess.run(
-                ["abc2midi", str(tmp_abc), "-o", str(tmp_mid)],
-                capture_output=True,
-                timeout=60,
-            )
-        if not tmp_mid.is_file():
-            try:
-                _abc_to_midi_music21(abc, tmp_mid)
-            except Exception as err:  # music21 raises many kinds on bad ABC
-                logger.warning("cannot make MIDI from ABC: %s", err)
-                return False
-        shutil.move(str(tmp_mid), out)
-    return True
-
-
-def _abc_to_midi_music21(abc: str, out: Path) -> None:
-    # the project's converter works around music21's ABC faults
-    abc_to_midi(abc, out)
+    try:
+        abc_to_midi(abc, out)
+    except Exception as err:  # music21 raises many kinds on bad ABC
+        logger.warning("cannot make MIDI from ABC: %s", err)
+        out.unlink(missing_ok=True)
+        return False
+    return out.is_file()
 
 
 def _abc_to_svg(abc: str, out: Path) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from abcmamba.listen.db import QUESTIONS, DuplicateAnswer, ResultsDB
-from abcmamba.listen.samples import MediaStore, Sample
+from abcmamba.listen.samples import MediaStore, Sample, unfair_sources
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +81,27 @@ class ListenApp:
                 continue
             self.by_id[s.id], self.media[s.id] = s, media
         config.db.register_samples(self.by_id.values())
+        self._warn_unfair()
         self.humans = [s for s in self.by_id.values() if s.is_human]
         self.models = [s for s in self.by_id.values() if not s.is_human]
         if config.pairs_per_participant and not (self.humans and self.models):
             logger.warning(
                 "no forced choice: it needs both real tunes and generated ones"
+            )
+
+    def _warn_unfair(self) -> None:
+        # Sources must differ only in their music, not in how they are rendered.
+        unfair = unfair_sources(list(self.by_id.values()))
+        if unfair:
+            logger.warning(
+                "samples without ABC per source: %s; their own MIDI or audio is "
+                "played as it is, not rendered like the others",
+                unfair,
+            )
+        kinds = {"audio" if "audio" in m else "midi" for m in self.media.values()}
+        if len(kinds) > 1:
+            logger.warning(
+                "some samples play rendered audio, others the page's synthesizer"
             )
 
     def plan(self) -> dict:
