@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import queue
 import random
 import shutil
 import signal
@@ -48,6 +49,10 @@ DATA = Path(__file__).parent / "data" / "listen_samples"
 FOLDERS = [DATA / "modelA", DATA / "modelB", f"{DATA / 'real'}=real"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+# One generous limit for everything that waits (a port answering, a line printed,
+# a page condition): each wait ends as soon as the thing is ready, so only a hang
+# runs into it. The test machine's cores are often busy with other work.
+PATIENCE = 300.0
 
 
 def _folders() -> list[tuple[Path, str]]:
@@ -90,7 +95,7 @@ def post(url: str, body: object, raw: bytes | None = None) -> tuple[int, dict]:
         url, data=data, headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=PATIENCE) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"{}")
@@ -98,7 +103,7 @@ def post(url: str, body: object, raw: bytes | None = None) -> tuple[int, dict]:
 
 def get(url: str) -> tuple[int, bytes, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(url, timeout=PATIENCE) as resp:
             return resp.status, resp.read(), resp.headers["Content-Type"]
     except urllib.error.HTTPError as err:
         return err.code, err.read(), err.headers["Content-Type"]
@@ -482,6 +487,19 @@ def browser(tmp_path_factory):
     )
     from selenium.webdriver.chrome.service import Service
 
+    class PatientService(Service):
+        """chromedriver waited on until its port answers: selenium alone gives up
+        after about 30 s, which a busy machine can take to start it."""
+
+        def is_connectable(self) -> bool:
+            connectable = super().is_connectable
+
+            def up_or_dead() -> bool:
+                return connectable() or self.process.poll() is not None
+
+            _until(up_or_dead)
+            return connectable()
+
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in (
@@ -497,16 +515,24 @@ def browser(tmp_path_factory):
     ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_script_timeout(20)
+    driver = webdriver.Chrome(options=options, service=PatientService(CHROMEDRIVER))
+    driver.set_script_timeout(PATIENCE)
     yield driver
     driver.quit()
 
 
-def _wait(driver, condition, timeout: float = 15.0):
+def _wait(driver, condition):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    return WebDriverWait(driver, PATIENCE).until(condition)
+
+
+def _until(ready, poll: float = 0.1) -> None:
+    """Return as soon as ready() is true; fail after PATIENCE seconds."""
+    deadline = time.monotonic() + PATIENCE
+    while not ready():
+        assert time.monotonic() < deadline, f"not ready after {PATIENCE:.0f} s"
+        time.sleep(poll)
 
 
 def test_js_midi_parser_reads_times_tempo_and_running_status(running, browser):
@@ -686,6 +712,36 @@ def test_participant_page_stores_ratings_and_choices(running, browser):
 # --- the CLI: a real process, answers survive Ctrl-C ----------------------------
 
 
+def _read_lines(stream) -> queue.Queue:
+    """The stream's lines as they come, from a thread (None at its end), so that a
+    wait for one line can end at a deadline and the pipe never fills."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _wait_for_line(lines: queue.Queue, text: str, seen: list[str]) -> str | None:
+    """The first line containing text (None if the stream ends first); lines read
+    are added to seen. Fails after PATIENCE seconds."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            pytest.fail(f"no {text!r} after {PATIENCE:.0f} s:\n{''.join(seen)}")
+        if line is None:
+            return None
+        seen.append(line)
+        if text in line:
+            return line
+
+
 def test_cli_serves_on_loopback_and_keeps_answers_after_interrupt(tmp_path):
     db = tmp_path / "r.sqlite"
     cmd = [sys.executable, "-m", "abcmamba.cli", "listen", "--port", "0", "--db", str(db),
@@ -696,15 +752,12 @@ def test_cli_serves_on_loopback_and_keeps_answers_after_interrupt(tmp_path):
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    lines, seen = _read_lines(proc.stderr), []
     try:
-        deadline, url = time.time() + 60, None
-        while url is None and time.time() < deadline:
-            line = proc.stderr.readline()
-            if "listening test at " in line:
-                url = line.split("listening test at ")[1].split()[0].rstrip("/")
-            elif not line and proc.poll() is not None:
-                break
-        assert url and url.startswith("http://127.0.0.1:")
+        ready = _wait_for_line(lines, "listening test at ", seen)
+        assert ready, "".join(seen)
+        url = ready.split("listening test at ")[1].split()[0].rstrip("/")
+        assert url.startswith("http://127.0.0.1:")
         _, plan = post(url + "/api/session", {})
         assert plan["pairs"] == []
         body = {
@@ -714,9 +767,16 @@ def test_cli_serves_on_loopback_and_keeps_answers_after_interrupt(tmp_path):
         }
         assert post(url + "/api/rate", body)[0] == 201
     finally:
-        proc.send_signal(signal.SIGINT)
-        rest = proc.communicate(timeout=20)[1]
-    assert proc.returncode == 0, rest
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=PATIENCE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    _wait_for_line(lines, "\0", seen)  # the rest of its output, to its end
+    assert proc.returncode == 0, "".join(seen)
+    assert "answers so far" in "".join(seen)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT score FROM ratings").fetchall() == [(5,)]
 
