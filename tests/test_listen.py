@@ -912,6 +912,24 @@ def test_report_matches_scipy_by_hand(tmp_path):
         and overall["llama", "real"]["rank_biserial"] < 0
     )
 
+    # Wilcoxon: each participant's mean per source, paired by participant
+    with sqlite3.connect(tmp_path / "r.sqlite") as conn:
+        per = {
+            (p, src, q): mean
+            for p, src, q, mean in conn.execute(
+                "SELECT participant, source, question, AVG(score) FROM ratings"
+                " GROUP BY participant, source, question"
+            )
+        }
+    pids = sorted({p for p, _, _ in per})
+    for t in report["wilcoxon"]:
+        xa = [per[p, t["a"], t["question"]] for p in pids]
+        xb = [per[p, t["b"], t["question"]] for p in pids]
+        res = stats.wilcoxon(xa, xb)
+        assert t["n_participants"] == 6
+        assert (t["w"], t["p"]) == pytest.approx((res.statistic, res.pvalue))
+    assert len(report["wilcoxon"]) == 3 * len(QUESTIONS)
+
     ident = {r["model"]: r for r in report["identification"]}
     for model in ("mamba", "llama"):
         k = correct[model]
@@ -928,8 +946,51 @@ def test_report_matches_scipy_by_hand(tmp_path):
     assert json.loads((tmp_path / "out" / "report.json").read_text())["n_choices"] == 36
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| overall | real (human) | 24 | 6 |" in md and "![mos](mos.png)" in md
+    assert "## Wilcoxon signed-rank on per-participant means" in md
     for png in ("mos.png", "identification.png"):
         assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_wilcoxon_on_per_participant_means_has_the_known_answer(tmp_path):
+    db = ResultsDB(tmp_path / "r.sqlite")
+    samples = {src: [Sample(sample_id(src, f"t{i}"), src, f"t{i}", src == "real")
+                     for i in range(2)] for src in ("model", "other", "real")}  # fmt: skip
+    db.register_samples(s for ss in samples.values() for s in ss)
+    # model's two tunes per participant: means 1.5, 2, ..., 4 against real's 1 and
+    # other's 1, so all six differences are positive and of distinct size: W = 0
+    # and the exact two-sided p is 2 / 2**6.
+    model_scores = [(2, 1), (2, 2), (3, 2), (3, 3), (4, 3), (4, 4)]
+    for pair in model_scores:
+        pid = db.new_participant()
+        for src in ("model", "other", "real"):
+            scores = pair if src == "model" else (1, 1)
+            for sample, score in zip(samples[src], scores, strict=True):
+                db.add_ratings(pid, sample, {"overall": score})
+    only_model = db.new_participant()  # rated one source: in no pair
+    db.add_ratings(only_model, samples["model"][0], {"overall": 5})
+
+    report = make_report(tmp_path / "r.sqlite")
+    rows = {(t["a"], t["b"]): t for t in report["wilcoxon"]}
+    assert sorted(rows) == [("model", "other"), ("model", "real"), ("other", "real")]
+    for pair in (("model", "other"), ("model", "real")):
+        t = rows[pair]
+        assert (t["n_participants"], t["w"]) == (6, 0.0)
+        assert t["p"] == pytest.approx(2 / 2**6)
+        assert t["mean_diff"] == pytest.approx(1.75)
+        assert t["p_holm"] == pytest.approx(3 * 2 / 2**6)  # the smallest of three
+    tied = rows["other", "real"]  # nobody told them apart
+    assert (tied["n_participants"], tied["w"], tied["p"], tied["mean_diff"]) == (
+        6,
+        0.0,
+        1.0,
+        0.0,
+    )
+    # unpaired, the same table is weaker evidence: 12 ratings against 12
+    mw = {(t["a"], t["b"]): t for t in report["mann_whitney"]}
+    assert mw["model", "real"]["n_a"] == 13 and mw["model", "real"]["n_b"] == 12
+    write_report(report, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| overall | model | real | 6 | +1.75 | 0.0 | 0.0312 | 0.0938 |" in md
 
 
 def test_holm_is_monotone_and_capped():

@@ -1,6 +1,8 @@
 """Statistics of a listening test: MOS with confidence intervals, Mann-Whitney U
-tests between sources with Holm and Bonferroni correction, and how often people
-tell the real tune from the generated one (binomial test against chance)."""
+tests between sources with Holm and Bonferroni correction, Wilcoxon signed-rank
+tests on per-participant means (paired: each participant rates every source), and
+how often people tell the real tune from the generated one (binomial test against
+chance)."""
 
 from __future__ import annotations
 
@@ -50,6 +52,44 @@ def mean_ci(scores: list[float], confidence: float = 0.95) -> dict:
         "ci_low": mean - half,
         "ci_high": mean + half,
     }
+
+
+def wilcoxon_pairs(
+    ratings: list[tuple], question: str, sources: list[str]
+) -> list[dict]:
+    """Wilcoxon signed-rank test for each pair of sources on one question, over
+    the participants who rated both: each gives one pair of mean scores, so
+    several ratings by one person are not counted as independent."""
+    from scipy import stats
+
+    means: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for participant, _sample, source, q, score in ratings:
+        if q == question:
+            means[participant, source].append(score)
+    per = {key: sum(xs) / len(xs) for key, xs in means.items()}
+    rows = []
+    for a, b in itertools.combinations(sources, 2):
+        both = sorted({p for p, s in per if s == a} & {p for p, s in per if s == b})
+        if not both:
+            continue
+        diffs = [per[p, a] - per[p, b] for p in both]
+        if any(diffs):
+            res = stats.wilcoxon([per[p, a] for p in both], [per[p, b] for p in both])
+            w, pvalue = float(res.statistic), float(res.pvalue)
+        else:  # no participant told them apart: nothing to rank
+            w, pvalue = 0.0, 1.0
+        rows.append(
+            {
+                "question": question,
+                "a": a,
+                "b": b,
+                "n_participants": len(both),
+                "mean_diff": sum(diffs) / len(diffs),
+                "w": w,
+                "p": pvalue,
+            }
+        )
+    return rows
 
 
 def _load(db: str | Path) -> tuple[list[tuple], list[tuple], dict[str, bool]]:
@@ -134,6 +174,13 @@ def make_report(db: str | Path, confidence: float = 0.95) -> dict:
             t.update(p_holm=p_holm, p_bonferroni=p_bonf, significant=p_holm < alpha)
         tests.extend(family)
 
+    paired = []
+    for question in questions:
+        family = wilcoxon_pairs(ratings, question, sources)
+        for t, p_holm in zip(family, holm([t["p"] for t in family]), strict=True):
+            t.update(p_holm=p_holm, significant=p_holm < alpha)
+        paired.extend(family)
+
     by_model: dict[str, list[int]] = defaultdict(list)
     for _participant, model_source, correct in choices:
         by_model[model_source].append(int(correct))
@@ -168,6 +215,7 @@ def make_report(db: str | Path, confidence: float = 0.95) -> dict:
         "sources": {s: is_human.get(s, False) for s in sources},
         "mos": mos,
         "mann_whitney": tests,
+        "wilcoxon": paired,
         "identification": identification,
     }
 
@@ -222,7 +270,8 @@ def _markdown(report: dict, plots: list[Path]) -> str:
         "Holm correction within each question (* marks p Holm below "
         f"{1 - report['confidence']:.2g}); Bonferroni for comparison. Rank-biserial r > 0 "
         "means the first source is rated higher. The test takes every rating as "
-        "independent; several ratings per participant make p-values somewhat optimistic.",
+        "independent; several ratings per participant make p-values somewhat optimistic "
+        "(the paired test below does not).",
         "",
         "| question | a | b | n_a | n_b | U | r | p | p Holm | p Bonferroni |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -233,6 +282,24 @@ def _markdown(report: dict, plots: list[Path]) -> str:
             f"| {t['question']} | {t['a']} | {t['b']} | {t['n_a']} | {t['n_b']} "
             f"| {t['u']:.1f} | {t['rank_biserial']:+.2f} | {_fmt_p(t['p'])} "
             f"| {_fmt_p(t['p_holm'])}{mark} | {_fmt_p(t['p_bonferroni'])} |"
+        )
+    lines += [
+        "",
+        "## Wilcoxon signed-rank on per-participant means (paired, two-sided)",
+        "",
+        "Each participant who rated both sources gives one pair: their mean score "
+        "for a and for b. Holm correction within each question (* marks p Holm below "
+        f"{1 - report['confidence']:.2g}). Mean diff > 0 means a is rated higher.",
+        "",
+        "| question | a | b | participants | mean diff | W | p | p Holm |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for t in report["wilcoxon"]:
+        mark = " *" if t["significant"] else ""
+        lines.append(
+            f"| {t['question']} | {t['a']} | {t['b']} | {t['n_participants']} "
+            f"| {t['mean_diff']:+.2f} | {t['w']:.1f} | {_fmt_p(t['p'])} "
+            f"| {_fmt_p(t['p_holm'])}{mark} |"
         )
     lines += [
         "",
