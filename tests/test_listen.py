@@ -36,6 +36,7 @@ from abcmamba.listen.db import QUESTIONS, ResultsDB
 from abcmamba.listen.midi import strip_midi_text
 from abcmamba.listen.report import holm, make_report, write_report
 from abcmamba.listen.samples import (
+    TARGET_RMS,
     Sample,
     blind_abc,
     find_samples,
@@ -806,6 +807,12 @@ def test_render_audio_with_fluidsynth(tmp_path, request):
             seconds = wav.getnframes() / wav.getframerate()
             pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
         assert seconds > 5 and np.abs(pcm).max() > 1000  # the tune, audibly
+        for sid in plan["pieces"]:  # every piece equally loud, none clipped
+            with wave.open(io.BytesIO(get(srv.url + f"/media/{sid}.audio")[1])) as w:
+                pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+            level = pcm / 32768
+            assert np.sqrt(np.mean(level**2)) == pytest.approx(TARGET_RMS, rel=0.01)
+            assert np.abs(level).max() <= 0.9
         if CHROMIUM and CHROMEDRIVER and importlib.util.find_spec("selenium"):
             # the page plays it with an <audio> element
             from selenium.webdriver.common.by import By

@@ -9,7 +9,8 @@ The test is fair only if every source sounds alike: a sample with ABC is always
 played from MIDI made here from its blinded ABC by one engine
 (`abcmamba.convert.abc_to_midi`: no chord accompaniment, no beat accents), never
 from the folder's own MIDI or audio, and audio is rendered from that MIDI with one
-soundfont and the same FluidSynth settings for every source.
+soundfont and the same FluidSynth settings for every source, then brought to one
+loudness.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import re
 import shutil
 import subprocess
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,9 @@ REVEALING_FIELDS = set("TCOABDFGHNSZIPW")
 MIDI_ENGINE = "abcmamba.convert.abc_to_midi"
 # FluidSynth's own defaults, written out so a local config cannot change them.
 FLUIDSYNTH_OPTIONS = ("-r", "44100", "-g", "0.2", "-R", "1", "-C", "1")
+# Every rendered WAV is scaled to this RMS (of full scale, -20 dBFS) with its peak
+# kept below 0.9, so that no source sounds louder than another.
+TARGET_RMS = 0.1
 DEFAULT_SOUNDFONTS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "/usr/share/sounds/sf2/TimGM6mb.sf2",
@@ -166,7 +171,7 @@ class MediaStore:
     def __init__(self, cache_dir: Path, soundfont: Path | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.soundfont = soundfont
-        settings = f"{MIDI_ENGINE} {FLUIDSYNTH_OPTIONS} {soundfont}"
+        settings = f"{MIDI_ENGINE} {FLUIDSYNTH_OPTIONS} {TARGET_RMS} {soundfont}"
         self.tag = hashlib.sha1(settings.encode()).hexdigest()[:8]
 
     def prepare(self, sample: Sample, render_audio: bool = False) -> dict[str, Path]:
@@ -265,7 +270,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def render_wav(midi: Path, out: Path, soundfont: Path) -> bool:
-    """Render MIDI to a 44.1 kHz WAV with FluidSynth; False when that fails."""
+    """Render MIDI to a 44.1 kHz WAV with FluidSynth at `TARGET_RMS`; False when
+    that fails."""
     exe = shutil.which("fluidsynth")
     if exe is None:
         return False
@@ -290,8 +296,28 @@ def render_wav(midi: Path, out: Path, soundfont: Path) -> bool:
         logger.warning("fluidsynth failed on %s: %s", midi, proc.stderr.strip()[-200:])
         tmp.unlink(missing_ok=True)
         return False
+    match_loudness(tmp)
     tmp.replace(out)  # atomic: a half-written WAV is never served
     return True
+
+
+def match_loudness(wav: Path, target_rms: float = TARGET_RMS) -> None:
+    """Scale a 16-bit WAV in place to target_rms of full scale, its peak below 0.9."""
+    import numpy as np
+
+    with wave.open(str(wav)) as f:
+        params = f.getparams()
+        frames = f.readframes(f.getnframes())
+    if params.sampwidth != 2:
+        return
+    pcm = np.frombuffer(frames, dtype="<i2") / 32768  # (frames * channels,)
+    rms, peak = np.sqrt(np.mean(pcm**2)), np.abs(pcm).max()
+    if rms == 0:
+        return
+    scale = min(target_rms / rms, 0.9 / peak)
+    with wave.open(str(wav), "wb") as f:
+        f.setparams(params)
+        f.writeframes(np.round(pcm * scale * 32768).astype("<i2").tobytes())
 
 
 def render_midi(abc: str, out: Path) -> bool:
