@@ -695,3 +695,13 @@ def test_bracketed_additive_meter(tmp_path):
     abc = tune("CDE FG ABc | [M:(3+2)/8] cBA GF |", "M:(2+3+2)/8\nL:1/8\nK:C")
     assert len(pitches(abc, tmp_path)) == 13
     agrees_with_abc2midi(abc)
+
+
+def test_compare_notes_keeps_both_lists():
+    from abcmamba.convert.reference import compare_notes
+
+    result = compare_notes([(0.0, 60, 1.0)], [(0.0, 62, 1.0)])
+    assert not result and not result.reference_failed
+    assert result.ours == [(0.0, 60, 1.0)] and result.reference == [(0.0, 62, 1.0)]
+    assert result.reason == "pitch 60 vs abc2midi 62 at 0"
+

@@ -206,9 +206,9 @@ class Comparison:
     n_ours: int = 0
     n_reference: int = 0
     first_difference: int | None = None
-    reference_failed: bool = False  # abc2midi itself played nothing (no reference)
     ours: list[Note] = field(default_factory=list, repr=False)
     reference: list[Note] = field(default_factory=list, repr=False)
+    reference_failed: bool = False  # abc2midi itself played nothing (no reference)
 
     def __bool__(self) -> bool:
         return self.identical
