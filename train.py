@@ -62,6 +62,7 @@ from abcmamba.training.data import (
 from abcmamba.training.final import TrainedRun, finish, validation_bpc
 from abcmamba.training.model import build_optimizer, build_or_load_model
 from abcmamba.training.schedule import CosineSchedule, TimeBudget, plan_steps
+from abcmamba.training.tracking import resolve_trackers, start_trackers
 
 # RUN_FILE and TrainConfig stay importable from train.py, where scripts looked first
 __all__ = ["RUN_FILE", "TrainConfig", "main", "train"]
@@ -80,7 +81,7 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
         cpu=cpu_ddp,
         gradient_accumulation_steps=config.grad_accum,
         mixed_precision=resolve_mixed_precision(config.mixed_precision),
-        log_with=None if config.report_to == "none" else config.report_to,
+        log_with=resolve_trackers(config.report_to) or None,
         project_config=ProjectConfiguration(
             project_dir=str(run_dir), logging_dir=str(run_dir / "logs")
         ),
@@ -121,8 +122,14 @@ def train(config: TrainConfig) -> dict:
     state = start_state(config, accelerator, run_dir, plan.total)
     schedule.total = state["total_steps"]
     budget = TimeBudget.from_state(config, plan.epoch_steps, state)
-    if config.report_to != "none":
-        accelerator.init_trackers("abcmamba", config=tracker_config(config))
+    start_trackers(
+        accelerator,
+        resolve_trackers(config.report_to),
+        tracker_config(config),
+        run_dir,
+        config.tracking_dir,
+        state,
+    )
 
     bar = tqdm(
         total=schedule.total,

@@ -3,7 +3,9 @@ real corpus, CPU."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import math
 import os
 import shutil
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,9 +23,14 @@ from datasets import Dataset, DatasetDict
 from abcmamba import modeling
 from abcmamba.evaluate.bpc import bits_per_character
 from abcmamba.tokenizer import load_tokenizer, train_tokenizer
-from abcmamba.training.config import TrainConfig
+from abcmamba.training.config import TrainConfig, parse_config
 from abcmamba.training.data import Blocks, group_texts, tokenize_tunes
-from abcmamba.training.schedule import CosineSchedule, TimeBudget, plan_steps
+from abcmamba.training.schedule import (
+    CosineSchedule,
+    TimeBudget,
+    plan_steps,
+    short_run_warning,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # train.py is a top-level script, not in the package
@@ -134,11 +142,11 @@ def test_time_budget_fits_total_steps_to_the_budget():
     assert budget.fit(4, elapsed=8.0, total=10**9) is None
     # step 5 after 10 s: 2 s/step, 90 s left -> 45 more steps
     assert budget.fit(5, elapsed=10.0, total=10**9) == 50
-    assert budget.state() == {"calibrated": False, "t5": 10.0}
+    assert budget.state() == {"calibrated": False, "t5": 10.0, "s_per_step": 2.0}
     assert budget.fit(10, elapsed=17.5, total=50) is None
     # steps 5..25 took 30 s: 1.5 s/step, 60 s left -> 40 more steps
     assert budget.fit(25, elapsed=40.0, total=50) == 65
-    assert budget.state() == {"calibrated": True, "t5": 10.0}
+    assert budget.state() == {"calibrated": True, "t5": 10.0, "s_per_step": 1.5}
     assert budget.fit(25, elapsed=40.0, total=65) is None  # calibrated once only
 
 
@@ -364,3 +372,153 @@ def test_time_budget_stops_training(corpus, tmp_path):
     # 50 epochs are ~4500 steps: only the 3-second budget can have stopped it
     assert 1 <= metrics["steps"] < 4000
     assert metrics["train_seconds"] < 3 + 10
+
+
+# ---------------------------------------------------------------- short runs
+
+
+def test_max_steps_alone_has_no_time_budget():
+    assert parse_config(["--report-to", "none"]).max_minutes == 30
+    # --max-steps is the same model on any machine: no default budget cuts it
+    assert parse_config(["--max-steps", "5", "--report-to", "none"]).max_minutes == 0
+    given = parse_config(
+        ["--max-steps", "5", "--max-minutes", "2", "--report-to", "none"]
+    )
+    assert given.max_minutes == 2
+
+
+def test_short_run_warning_names_steps_and_speed():
+    state = {"step": 264, "total_steps": 1244, "train_seconds": 1800.0}
+    assert short_run_warning({**state, "step": 1244}, minutes=30) is None
+    assert short_run_warning({**state, "step": 700}, minutes=30) is None
+    assert short_run_warning(state, minutes=0) is None  # --max-steps runs end on plan
+    message = short_run_warning({**state, "s_per_step": 1.45}, minutes=30)
+    assert "264 of 1244 planned optimizer steps (21%)" in message
+    assert "slower than calibrated (6.82 s/step against 1.45 s/step" in message
+    assert "--max-steps 1244" in message
+    assert "before the speed was calibrated" in short_run_warning(state, minutes=30)
+
+
+def test_run_that_got_under_half_its_steps_warns_and_records_it(
+    corpus, tmp_path, monkeypatch, caplog
+):
+    """A mocked clock: 1 s/step while the budget calibrates (steps 5..25), then
+    the machine gets 20 times slower; the 2-minute budget planned 120 steps."""
+    calls = 0
+
+    def clock() -> float:
+        nonlocal calls
+        calls += 1  # two calls per optimizer step, one before the loop
+        fast = min(calls, 53)
+        return 0.5 * fast + 10.0 * (calls - fast)
+
+    monkeypatch.setattr(train, "time", SimpleNamespace(time=clock))
+    run = tmp_path / "short"
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-minutes", "2"]
+    args += ["--epochs", "50", "--n-samples", "0", "--save-every", "0"]
+    with caplog.at_level(logging.WARNING):
+        assert train.main(args) == 0
+    metrics = run_record(run)["metrics"]
+    assert metrics["planned_steps"] == 120
+    assert 26 < metrics["steps"] < 60
+    warning = metrics["short_run_warning"]
+    assert f"{metrics['steps']} of 120 planned optimizer steps" in warning
+    assert "slower than calibrated" in warning and "1.00 s/step" in warning
+    assert "--max-steps 120" in warning
+    last = [r for r in caplog.records if r.levelno == logging.WARNING][-1]
+    assert last.getMessage() == f"SHORT RUN: {warning}"
+
+
+def test_run_on_plan_records_no_warning(baseline):
+    metrics = run_record(baseline)["metrics"]
+    assert metrics["short_run_warning"] is None and metrics["planned_steps"] == 16
+
+
+# ---------------------------------------------------------------- trackers
+
+
+@pytest.mark.parametrize(
+    "report_to, message",
+    [
+        ("wandb", "the wandb package is not installed; pip install wandb"),
+        ("tensorboard,comet_ml", "the comet-ml package is not installed"),
+        ("neptune", "unknown --report-to 'neptune'"),
+    ],
+)
+def test_missing_tracker_is_one_line_error(
+    report_to, message, corpus, tmp_path, monkeypatch, capsys
+):
+    # whether or not wandb / comet_ml are installed here, Accelerate and
+    # train.py must both see them missing
+    find_spec = importlib.util.find_spec
+    hidden = {"wandb", "comet_ml"}
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in hidden else find_spec(name, *a),
+    )
+    run = tmp_path / "run"
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "2"]
+    rc = train.main(args + ["--report-to", report_to])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("train.py: error:") and message in err[0]
+    assert not run.exists()  # refused before anything started
+
+
+def test_tensorboard_logs_the_loss(corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
+    run = tmp_path / "tb"
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "3"]
+    args += ["--log-every", "1", "--n-samples", "0", "--save-every", "0"]
+    assert train.main(args + ["--report-to", "tensorboard"]) == 0
+    # the scalars' events file; the hyperparameters have their own subfolder
+    logs = EventAccumulator(str(run / "logs" / "abcmamba"))
+    logs.Reload()
+    assert [e.step for e in logs.Scalars("train/loss")] == [1, 2, 3]
+    bpc = logs.Scalars("final/val_bpc")[0].value
+    assert bpc == pytest.approx(run_record(run)["metrics"]["val_bpc"], rel=1e-6)
+
+
+def test_mlflow_logs_metrics_and_params_to_a_local_store(corpus, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="pip install -e '.[tracking]'")
+    pytest.importorskip("sqlalchemy", reason="pip install -e '.[tracking]'")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working folder
+    run = tmp_path / "ml"
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "4"]
+    args += ["--log-every", "1", "--n-samples", "0", "--save-every", "2"]
+    assert train.main(args + ["--report-to", "mlflow"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ml"]
+    metrics = run_record(run)["metrics"]
+
+    store = run / "mlflow" / "mlflow.db"
+    assert store.is_file()
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("abcmamba")
+    (logged,) = client.search_runs([experiment.experiment_id])
+    assert logged.info.run_name == "ml" and logged.info.status == "FINISHED"
+    params = logged.data.params
+    assert params["preset"] == "tiny" and params["max_steps"] == "4"
+    assert params["report_to"] == "mlflow" and params["block_size"] == "32"
+    history = client.get_metric_history(logged.info.run_id, "train/loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert history[-1].value == pytest.approx(metrics["train_loss"], rel=1e-6)
+    final = logged.data.metrics
+    assert final["final/val_bpc"] == pytest.approx(metrics["val_bpc"], rel=1e-6)
+    assert final["final/steps"] == 4
+
+    # --resume from step 2 logs steps 3 and 4 again, into the same MLflow run
+    shutil.rmtree(run / "checkpoints" / "step_0000004")
+    assert train.main(args + ["--report-to", "mlflow", "--resume"]) == 0
+    (again,) = client.search_runs([experiment.experiment_id])
+    assert again.info.run_id == logged.info.run_id
+    assert again.data.params["resume"] == "False"  # the first start's parameters
+    history = client.get_metric_history(logged.info.run_id, "train/loss")
+    assert sorted(m.step for m in history) == [1, 2, 3, 3, 4, 4]

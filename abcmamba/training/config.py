@@ -14,8 +14,10 @@ from transformers import HfArgumentParser
 
 from abcmamba import UserError, modeling
 from abcmamba.generate.defaults import DEFAULT_MAX_NEW_TOKENS
+from abcmamba.training.tracking import resolve_trackers
 
 DEFAULT_DATA = "data/corpus"
+DEFAULT_MAX_MINUTES = 30.0
 
 
 @dataclass
@@ -76,13 +78,13 @@ class TrainConfig:
     max_steps: int = field(
         default=0,
         metadata={
-            "help": "optimizer steps; 0 = as many as fit in --max-minutes (or --epochs)"
+            "help": "optimizer steps, the same model on any machine (no time budget unless --max-minutes is given); 0 = as many as fit in --max-minutes (or --epochs)"
         },
     )
-    max_minutes: float = field(
-        default=30.0,
+    max_minutes: float | None = field(
+        default=None,
         metadata={
-            "help": "training-time budget in minutes (0 = none); the cosine schedule is fitted to it"
+            "help": f"training-time budget in minutes (0 = none; default {DEFAULT_MAX_MINUTES:g} without --max-steps, none with it); the cosine schedule is fitted to the speed of the first steps, and the run warns at the end if it got under half of the fitted steps"
         },
     )
     epochs: float = field(
@@ -174,7 +176,15 @@ class TrainConfig:
     )
     report_to: str = field(
         default="tensorboard",
-        metadata={"help": "Accelerate tracker(s): tensorboard, wandb, all, none"},
+        metadata={
+            "help": "Accelerate tracker(s), comma-separated: tensorboard (RUN/logs), mlflow, wandb, ..., all (every installed one) or none; a tracker that is not installed is an error (pip install -e '.[tracking]' for mlflow and wandb)"
+        },
+    )
+    tracking_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "folder of the local MLflow store (SQLite mlflow.db + artifacts/) for --report-to mlflow; default: $MLFLOW_TRACKING_URI if set, else RUN/mlflow"
+        },
     )
 
 
@@ -193,8 +203,12 @@ def parse_config(argv: list[str] | None, description: str | None = None) -> Trai
         )
     if config.block_size < 8 or config.batch_size < 1 or config.grad_accum < 1:
         raise UserError("--block-size must be >= 8, --batch-size and --grad-accum >= 1")
+    if config.max_minutes is None:
+        # --max-steps alone means that many steps whatever the machine's speed
+        config.max_minutes = 0.0 if config.max_steps > 0 else DEFAULT_MAX_MINUTES
     if config.max_steps <= 0 and config.max_minutes <= 0 and config.epochs <= 0:
         raise UserError("give --max-steps, --max-minutes or --epochs")
+    resolve_trackers(config.report_to)
     return config
 
 

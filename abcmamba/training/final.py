@@ -30,6 +30,7 @@ from abcmamba.generate import AbcLogitsProcessor
 from abcmamba.generate.conditions import KNOWN_VALUES_FILE, known_values
 from abcmamba.generate.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from abcmamba.training.config import TrainConfig
+from abcmamba.training.schedule import short_run_warning
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,8 @@ def finish(run: TrainedRun) -> dict:
         "tokens_per_s": round(
             state["tokens_seen"] / max(1e-9, state["train_seconds"]), 1
         ),
+        "planned_steps": state["total_steps"],
+        "short_run_warning": short_run_warning(state, config.max_minutes or 0.0),
         "scan_path": run.scan,
         "num_processes": accelerator.num_processes,
         "validity_rate": None,
@@ -192,8 +195,18 @@ def finish(run: TrainedRun) -> dict:
     if accelerator.is_main_process:
         _save_final(run, metrics)
     accelerator.wait_for_everyone()
-    accelerator.log({"final/val_bpc": metrics["val_bpc"]}, step=state["step"])
+    accelerator.log(
+        {
+            f"final/{name}": value
+            for name, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        },
+        step=state["step"],
+    )
     accelerator.end_training()
+    if metrics["short_run_warning"] and accelerator.is_main_process:
+        # last, after the long final evaluation, where it cannot scroll away
+        logger.warning("SHORT RUN: %s", metrics["short_run_warning"])
     return metrics
 
 

@@ -73,6 +73,8 @@ class TimeBudget:
     max_total: int
     calibrated: bool = False
     t5: float | None = None
+    s_per_step: float | None = None
+    """The speed the total was last fitted to."""
 
     FIRST = 5
     SECOND = 25
@@ -80,8 +82,15 @@ class TimeBudget:
     @classmethod
     def from_state(cls, config: TrainConfig, max_total: int, state: dict) -> TimeBudget:
         """The budget of ``--max-minutes`` (none when 0), resumed from ``state``."""
-        seconds = config.max_minutes * 60 if config.max_minutes > 0 else math.inf
-        return cls(seconds, max_total, state["calibrated"], state.get("t5"))
+        minutes = config.max_minutes or 0.0
+        seconds = minutes * 60 if minutes > 0 else math.inf
+        return cls(
+            seconds,
+            max_total,
+            state["calibrated"],
+            state.get("t5"),
+            state.get("s_per_step"),
+        )
 
     def fit(self, step: int, elapsed: float, total: int) -> int | None:
         """The new total steps when ``step`` is a calibration step, else None."""
@@ -94,6 +103,7 @@ class TimeBudget:
             self.calibrated = True
         else:
             return None
+        self.s_per_step = per_step
         fit = step + int((self.seconds - elapsed) / per_step)
         fitted = max(step + 1, min(self.max_total, fit))
         logger.info(
@@ -105,8 +115,42 @@ class TimeBudget:
         return fitted
 
     def state(self) -> dict:
-        """The fields kept in the trainer state (``t5`` once it is measured)."""
+        """The fields kept in the trainer state (``t5`` and the speed once measured)."""
         kept = {"calibrated": self.calibrated}
         if self.t5 is not None:
             kept["t5"] = self.t5
+        if self.s_per_step is not None:
+            kept["s_per_step"] = self.s_per_step
         return kept
+
+
+SHORT_RUN = 0.5
+"""A time-budgeted run that ends under this fraction of its planned steps warns."""
+
+
+def short_run_warning(state: dict, minutes: float) -> str | None:
+    """The end-of-run warning of a run the time budget stopped far short of its
+    plan (``state``: the trainer state at the end), or None."""
+    done, planned = state["step"], state["total_steps"]
+    if minutes <= 0 or done >= SHORT_RUN * planned:
+        return None
+    message = (
+        f"the {minutes:g}-minute time budget ran out after {done} of {planned} "
+        f"planned optimizer steps ({100 * done / planned:.0f}%)"
+    )
+    planned_speed = state.get("s_per_step")
+    if planned_speed is not None:
+        actual = state["train_seconds"] / max(1, done)
+        message += (
+            f": the machine was slower than calibrated ({actual:.2f} s/step "
+            f"against {planned_speed:.2f} s/step measured over the first steps; "
+            "busy with other work?)"
+        )
+    else:
+        message += ": the budget ran out before the speed was calibrated"
+    steps = planned if planned_speed is not None else "N"
+    return (
+        message + "; the learning rate had not decayed and the model is weaker "
+        "than planned. For the same model on any machine pass --max-steps "
+        f"{steps} (no time budget)"
+    )
