@@ -81,7 +81,7 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
         cpu=cpu_ddp,
         gradient_accumulation_steps=config.grad_accum,
         mixed_precision=resolve_mixed_precision(config.mixed_precision),
-        log_with=resolve_trackers(config.report_to) or None,
+        log_with=resolve_trackers(config.report_to, config.tracking_dir) or None,
         project_config=ProjectConfiguration(
             project_dir=str(run_dir), logging_dir=str(run_dir / "logs")
         ),
@@ -124,7 +124,7 @@ def train(config: TrainConfig) -> dict:
     budget = TimeBudget.from_state(config, plan.epoch_steps, state)
     start_trackers(
         accelerator,
-        resolve_trackers(config.report_to),
+        resolve_trackers(config.report_to, config.tracking_dir),
         tracker_config(config),
         run_dir,
         config.tracking_dir,

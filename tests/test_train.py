@@ -20,7 +20,7 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from abcmamba import modeling
+from abcmamba import UserError, modeling
 from abcmamba.evaluate.bpc import bits_per_character
 from abcmamba.tokenizer import load_tokenizer, train_tokenizer
 from abcmamba.training.config import TrainConfig, parse_config
@@ -31,6 +31,7 @@ from abcmamba.training.schedule import (
     plan_steps,
     short_run_warning,
 )
+from abcmamba.training.tracking import resolve_trackers
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # train.py is a top-level script, not in the package
@@ -464,6 +465,24 @@ def test_missing_tracker_is_one_line_error(
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("train.py: error:") and message in err[0]
     assert not run.exists()  # refused before anything started
+
+
+def test_mlflow_without_its_store_libraries_is_an_error(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="pip install -e '.[tracking]'")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sqlalchemy" else find_spec(name, *a),
+    )
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(UserError, match="local store needs sqlalchemy; pip install"):
+        resolve_trackers("tensorboard,mlflow")
+    with pytest.raises(UserError, match="needs sqlalchemy"):
+        resolve_trackers("mlflow", tracking_dir=str(tmp_path))
+    # a tracking server needs no local database
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolve_trackers("tensorboard,mlflow") == ["tensorboard", "mlflow"]
 
 
 def test_tensorboard_logs_the_loss(corpus, tmp_path):

@@ -208,7 +208,7 @@ def parse_config(argv: list[str] | None, description: str | None = None) -> Trai
         config.max_minutes = 0.0 if config.max_steps > 0 else DEFAULT_MAX_MINUTES
     if config.max_steps <= 0 and config.max_minutes <= 0 and config.epochs <= 0:
         raise UserError("give --max-steps, --max-minutes or --epochs")
-    resolve_trackers(config.report_to)
+    resolve_trackers(config.report_to, config.tracking_dir)
     return config
 
 

@@ -47,7 +47,7 @@ def _installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def resolve_trackers(report_to: str) -> list[str]:
+def resolve_trackers(report_to: str, tracking_dir: str | None = None) -> list[str]:
     """The trackers of ``--report-to`` (comma-separated; ``none``, ``all``).
 
     Raises UserError for an unknown name or one whose package is not installed.
@@ -56,7 +56,7 @@ def resolve_trackers(report_to: str) -> list[str]:
     if names in ([], ["none"]):
         return []
     if names == ["all"]:
-        return [n for n in PACKAGES if n in LOGGER_TYPE_TO_CLASS and _installed(n)]
+        names = [n for n in PACKAGES if n in LOGGER_TYPE_TO_CLASS and _installed(n)]
     for name in names:
         if name not in PACKAGES or name not in LOGGER_TYPE_TO_CLASS:
             raise UserError(
@@ -68,7 +68,8 @@ def resolve_trackers(report_to: str) -> list[str]:
                 f"--report-to {name}: the {PACKAGES[name]} package is not installed; "
                 f"pip install {PACKAGES[name]} (or {EXTRA_HINT})"
             )
-    if "mlflow" in names and not os.environ.get("MLFLOW_TRACKING_URI"):
+    local_store = tracking_dir or not os.environ.get("MLFLOW_TRACKING_URI")
+    if "mlflow" in names and local_store:
         # the local store is SQLite: MLflow 3 refuses plain folders, and
         # mlflow-skinny comes without the database libraries
         missing = [
