@@ -704,4 +704,3 @@ def test_compare_notes_keeps_both_lists():
     assert not result and not result.reference_failed
     assert result.ours == [(0.0, 60, 1.0)] and result.reference == [(0.0, 62, 1.0)]
     assert result.reason == "pitch 60 vs abc2midi 62 at 0"
-
