@@ -704,3 +704,19 @@ def test_compare_notes_keeps_both_lists():
     assert not result and not result.reference_failed
     assert result.ours == [(0.0, 60, 1.0)] and result.reference == [(0.0, 62, 1.0)]
     assert result.reason == "pitch 60 vs abc2midi 62 at 0"
+
+
+def test_tie_between_different_pitches_is_no_tie(tmp_path):
+    # "c-=c" in D major ties C sharp to C natural: abc2midi sounds both notes
+    abc = tune("c2 c-=c z4 | c2-c2 z4 |", "M:4/4\nL:1/8\nK:D")
+    assert midi_notes(abc, tmp_path) == [
+        (0.0, 73, 1.0),
+        (1.0, 73, 0.5),
+        (1.5, 72, 0.5),
+        (4.0, 73, 2.0),
+    ]
+    agrees_with_abc2midi(abc)
+    # without its own accidental the tied note keeps the pitch across the bar
+    abc = tune("z4 z2 =c2- | c4 z4 |", "M:4/4\nL:1/8\nK:D")
+    assert midi_notes(abc, tmp_path) == [(3.0, 72, 3.0)]
+    agrees_with_abc2midi(abc)

@@ -357,7 +357,11 @@ def propagate_accidentals(abc: str) -> str:
             out.append(line)
             continue
         pieces = []
-        grace = False
+        grace = chord = False
+        last: tuple[str, str] | None = (
+            None  # (note, sounding accidental) of a single note
+        )
+        tie_at: int | None = None  # index in pieces of a "-" after that note
         for token in tokenize(line):
             if token.kind == "bar" or (token.kind == "field" and token.text[1] in "VK"):
                 carried, marked = {}, set()
@@ -365,6 +369,10 @@ def propagate_accidentals(abc: str) -> str:
                     signature = key_accidentals(token.text[3:-1])
             elif token.text in ("{", "}"):
                 grace = token.text == "{"
+            elif token.text in ("[", "]"):
+                chord, last = token.text == "[", None
+            elif token.text == "-" and last is not None:
+                tie_at = len(pieces)
             elif token.kind == "note":
                 match = _TOKEN.match(token.text)
                 acc, letter = match.group("acc"), match.group("letter").upper()
@@ -376,6 +384,19 @@ def propagate_accidentals(abc: str) -> str:
                     token.text = carried[letter] + token.text
                 elif letter in marked:  # undo abc2xml's carrying
                     token.text = signature.get(letter, "=") + token.text
+                if not (grace or chord):
+                    # a tie between different pitches (`c-=c`) is no tie for
+                    # abc2midi: both notes sound (abc2xml would join them)
+                    sounding = _TOKEN.match(token.text).group("acc")
+                    sounding = sounding or signature.get(letter, "=")
+                    note = match.group("letter") + match.group("octave")
+                    # (a tied note without its own accidental keeps the pitch)
+                    pitch_changes = (
+                        acc and last is not None and last[0] == note and last[1] != acc
+                    )
+                    if tie_at is not None and pitch_changes:
+                        pieces[tie_at] = ""
+                    last, tie_at = (note, sounding), None
             pieces.append(token.text)
         out.append("".join(pieces))
     return "\n".join(header + out) + "\n"
