@@ -743,6 +743,10 @@ def _wait_for_line(lines: queue.Queue, text: str, seen: list[str]) -> str | None
             return line
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_serves_on_loopback_and_keeps_answers_after_interrupt(tmp_path):
     db = tmp_path / "r.sqlite"
     cmd = [sys.executable, "-m", "abcmamba.cli", "listen", "--port", "0", "--db", str(db),
@@ -752,6 +756,9 @@ def test_cli_serves_on_loopback_and_keeps_answers_after_interrupt(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # a shell's background job ignores SIGINT, and its children inherit
+        # that: Ctrl-C must reach the server however pytest was started
+        preexec_fn=_sigint_default,
     )
     lines, seen = _read_lines(proc.stderr), []
     try:
