@@ -139,21 +139,18 @@ def _scan_path(spec: str, path: Path, columns: dict[str, str]) -> SourceScan:
             "files_without_metadata_row": _named_count(without_row),
             "metadata_rows_without_file": _named_count(missing),
         }
-        if without_row:
-            log.warning(
-                "%s: %d files have no metadata row and carry no labels from it: %s",
-                spec,
-                len(without_row),
-                ", ".join(without_row[:5]) + (", ..." if len(without_row) > 5 else ""),
-            )
-        if missing:
-            log.warning(
-                "%s: %d metadata rows name files that are not there: %s",
-                spec,
-                len(missing),
-                ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""),
-            )
+        _warn_names(
+            spec, without_row, "files have no metadata row and carry no labels from it"
+        )
+        _warn_names(spec, missing, "metadata rows name files that are not there")
     return scan
+
+
+def _warn_names(spec: str, names: list[str], what: str) -> None:
+    """Warn "SPEC: N WHAT: the first five names", if there are any names."""
+    if names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        log.warning("%s: %d %s: %s", spec, len(names), what, shown)
 
 
 def _metadata_rows(
