@@ -243,6 +243,12 @@ def _fmt_p(p: float) -> str:
     return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
 
 
+def _table(header: str, align: str, rows: list[list[str]]) -> list[str]:
+    """The lines of a Markdown table; ALIGN has "l" or "r" for each column."""
+    lines = [header, "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def _markdown(report: dict, plots: list[Path]) -> str:
     level = round(report["confidence"] * 100)
     lines = [
@@ -253,16 +259,17 @@ def _markdown(report: dict, plots: list[Path]) -> str:
         "",
         f"## Mean opinion score (1-5) with {level}% t-interval",
         "",
-        "| question | source | n | raters | MOS | std | CI |",
-        "|---|---|---:|---:|---:|---:|---|",
     ]
-    for r in report["mos"]:
-        source = r["source"] + (" (human)" if r["human"] else "")
-        ci = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-        lines.append(
-            f"| {r['question']} | {source} | {r['n']} | {r['n_participants']} "
-            f"| {_fmt(r['mean'])} | {_fmt(r['std'])} | {ci} |"
-        )
+    lines += _table(
+        "| question | source | n | raters | MOS | std | CI |",
+        "llrrrrl",
+        [
+            [r["question"], r["source"] + (" (human)" if r["human"] else ""),
+             str(r["n"]), str(r["n_participants"]), _fmt(r["mean"]), _fmt(r["std"]),
+             f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"]
+            for r in report["mos"]
+        ],
+    )  # fmt: skip
     lines += [
         "",
         "## Mann-Whitney U between sources (two-sided)",
@@ -273,16 +280,17 @@ def _markdown(report: dict, plots: list[Path]) -> str:
         "independent; several ratings per participant make p-values somewhat optimistic "
         "(the paired test below does not).",
         "",
-        "| question | a | b | n_a | n_b | U | r | p | p Holm | p Bonferroni |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for t in report["mann_whitney"]:
-        mark = " *" if t["significant"] else ""
-        lines.append(
-            f"| {t['question']} | {t['a']} | {t['b']} | {t['n_a']} | {t['n_b']} "
-            f"| {t['u']:.1f} | {t['rank_biserial']:+.2f} | {_fmt_p(t['p'])} "
-            f"| {_fmt_p(t['p_holm'])}{mark} | {_fmt_p(t['p_bonferroni'])} |"
-        )
+    lines += _table(
+        "| question | a | b | n_a | n_b | U | r | p | p Holm | p Bonferroni |",
+        "lllrrrrrrr",
+        [
+            [t["question"], t["a"], t["b"], str(t["n_a"]), str(t["n_b"]),
+             f"{t['u']:.1f}", f"{t['rank_biserial']:+.2f}", _fmt_p(t["p"]),
+             _p_holm(t), _fmt_p(t["p_bonferroni"])]
+            for t in report["mann_whitney"]
+        ],
+    )  # fmt: skip
     lines += [
         "",
         "## Wilcoxon signed-rank on per-participant means (paired, two-sided)",
@@ -291,16 +299,16 @@ def _markdown(report: dict, plots: list[Path]) -> str:
         "for a and for b. Holm correction within each question (* marks p Holm below "
         f"{1 - report['confidence']:.2g}). Mean diff > 0 means a is rated higher.",
         "",
-        "| question | a | b | participants | mean diff | W | p | p Holm |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for t in report["wilcoxon"]:
-        mark = " *" if t["significant"] else ""
-        lines.append(
-            f"| {t['question']} | {t['a']} | {t['b']} | {t['n_participants']} "
-            f"| {t['mean_diff']:+.2f} | {t['w']:.1f} | {_fmt_p(t['p'])} "
-            f"| {_fmt_p(t['p_holm'])}{mark} |"
-        )
+    lines += _table(
+        "| question | a | b | participants | mean diff | W | p | p Holm |",
+        "lllrrrrr",
+        [
+            [t["question"], t["a"], t["b"], str(t["n_participants"]),
+             f"{t['mean_diff']:+.2f}", f"{t['w']:.1f}", _fmt_p(t["p"]), _p_holm(t)]
+            for t in report["wilcoxon"]
+        ],
+    )  # fmt: skip
     lines += [
         "",
         "## Which is human? Identification of the real tune",
@@ -308,17 +316,24 @@ def _markdown(report: dict, plots: list[Path]) -> str:
         "Rate of choosing the real tune over the generated one; 0.5 is chance, i.e. the "
         "model cannot be told from people. Exact binomial test against 0.5.",
         "",
-        f"| model | n | correct | rate | {level}% CI | p |",
-        "|---|---:|---:|---:|---|---:|",
     ]
-    for r in report["identification"]:
-        lines.append(
-            f"| {r['model']} | {r['n']} | {r['correct']} | {_fmt(r['rate'])} "
-            f"| [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {_fmt_p(r['p'])} |"
-        )
+    lines += _table(
+        f"| model | n | correct | rate | {level}% CI | p |",
+        "lrrrlr",
+        [
+            [r["model"], str(r["n"]), str(r["correct"]), _fmt(r["rate"]),
+             f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _fmt_p(r["p"])]
+            for r in report["identification"]
+        ],
+    )  # fmt: skip
     lines.append("")
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _p_holm(test: dict) -> str:
+    """p Holm, with * where the test is significant."""
+    return _fmt_p(test["p_holm"]) + (" *" if test["significant"] else "")
 
 
 def _plots(report: dict, out: Path) -> list[Path]:
