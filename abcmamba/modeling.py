@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 ARCHS = ("mamba", "mamba2", "llama", "xlstm")
 SCAN_PATHS = ("auto", "cuda", "kernel", "mambapy", "sequential")
+# Mamba, Mamba2 and Llama alike: one embedding matrix for input and output, and
+# 0.02 as in mamba_ssm (transformers' default 0.1 starts the loss far above ln(V))
+_TIED_SMALL_INIT = {"tie_word_embeddings": True, "initializer_range": 0.02}
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,7 @@ def _mamba_config(p: Preset, vocab_size: int, **special: int) -> MambaConfig:
         state_size=p.state_size,
         expand=p.expand,
         conv_kernel=p.conv_kernel,
-        tie_word_embeddings=True,
-        # 0.02 as in mamba_ssm: transformers' default 0.1 starts the loss far above ln(V)
-        initializer_range=0.02,
+        **_TIED_SMALL_INIT,
         **special,
     )
 
@@ -125,9 +126,7 @@ def _mamba2_config(p: Preset, vocab_size: int, **special: int) -> Mamba2Config:
         num_heads=inner // p.mamba2_head_dim,
         n_groups=1,
         chunk_size=128,
-        tie_word_embeddings=True,
-        # 0.02 as in mamba_ssm: transformers' default 0.1 starts the loss far above ln(V)
-        initializer_range=0.02,
+        **_TIED_SMALL_INIT,
         **special,
     )
 
@@ -167,9 +166,7 @@ def _llama_config(p: Preset, vocab_size: int, **special: int) -> LlamaConfig:
         num_attention_heads=heads,
         num_key_value_heads=heads,
         max_position_embeddings=p.max_position_embeddings,
-        tie_word_embeddings=True,
-        # 0.02 as in mamba_ssm: transformers' default 0.1 starts the loss far above ln(V)
-        initializer_range=0.02,
+        **_TIED_SMALL_INIT,
         **special,
     )
 
