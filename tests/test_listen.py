@@ -266,53 +266,16 @@ def test_bad_submissions_are_refused_and_logged(running, caplog):
         cases = [
             ({"participant": pid, "sample": sid, "scores": good}, 409),  # repeated
             ({"participant": pid, "sample": sid, "scores": {"overall": 1}}, 409),
-            (
-                {
-                    "participant": pid,
-                    "sample": plan["pieces"][1],
-                    "scores": {"overall": 0},
-                },
-                400,
-            ),
-            (
-                {
-                    "participant": pid,
-                    "sample": plan["pieces"][1],
-                    "scores": {"overall": 6},
-                },
-                400,
-            ),
-            (
-                {
-                    "participant": pid,
-                    "sample": plan["pieces"][1],
-                    "scores": {"overall": 3.5},
-                },
-                400,
-            ),
-            (
-                {
-                    "participant": pid,
-                    "sample": plan["pieces"][1],
-                    "scores": {"overall": "3"},
-                },
-                400,
-            ),
-            (
-                {
-                    "participant": pid,
-                    "sample": plan["pieces"][1],
-                    "scores": {"overall": True},
-                },
-                400,
-            ),
-            (
-                {
-                    "participant": pid,
-                    "sample": plan["pieces"][1],
-                    "scores": {"tempo": 3},
-                },
-                400,
+            *(
+                ({"participant": pid, "sample": plan["pieces"][1], "scores": bad}, 400)
+                for bad in (
+                    {"overall": 0},
+                    {"overall": 6},
+                    {"overall": 3.5},
+                    {"overall": "3"},
+                    {"overall": True},
+                    {"tempo": 3},
+                )
             ),
             ({"participant": pid, "sample": "0123456789abcdef", "scores": good}, 404),
             ({"participant": "f" * 32, "sample": sid, "scores": good}, 403),
