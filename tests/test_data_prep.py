@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -21,6 +24,7 @@ from data_prep.__main__ import main
 from data_prep.build import COLUMNS, abc2midi_errors, split_of
 from data_prep.sources import music21_corpus_dir
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 needs_abc2midi = pytest.mark.skipif(
     shutil.which("abc2midi") is None, reason="abc2midi (Debian abcmidi) not installed"
@@ -177,7 +181,20 @@ def test_split_is_deterministic_and_duplicates_share_a_split():
     tunes = [
         normalize(t).abc for t in split_tunes(read_abc_file(DATA / "folk_wild.abc"))
     ]
-    assert [split_of(t) for t in tunes] == [split_of(t) for t in tunes]
+    # another process with another string hash seed puts every tune where we do
+    code = (
+        "import json, sys; from data_prep.build import split_of; "
+        "print(json.dumps([split_of(t) for t in json.load(sys.stdin)]))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(tunes),
+        env={**os.environ, "PYTHONHASHSEED": "1", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(other.stdout) == [split_of(t) for t in tunes]
     retitled = tunes[0].replace("C:Trad.\n", "C:Someone else\n")
     assert retitled != tunes[0]
     assert split_of(retitled) == split_of(tunes[0])  # same music, same split
