@@ -256,9 +256,7 @@ def _pick_samples(
         from abcmamba.generate import generate_tunes, load_model
 
         model, tokenizer = load_model(str(final))
-        tunes, _ = generate_tunes(
-            model, tokenizer, n - len(picked), retries=2, max_new_tokens=1024
-        )
+        tunes, _ = generate_tunes(model, tokenizer, n - len(picked), retries=2)
         picked += [t.abc for t in tunes if t.valid]
         if not picked and allow_invalid:
             picked = [t.abc for t in tunes]
@@ -338,6 +336,8 @@ def _write_generation_config(stage_dir: Path, record: dict) -> None:
     """generation_config.json with sampling on, EOS, and room for one tune."""
     from transformers import AutoTokenizer, GenerationConfig
 
+    from abcmamba.generate.defaults import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TOP_P
+
     path = stage_dir / "generation_config.json"
     gc = (
         GenerationConfig.from_pretrained(str(stage_dir))
@@ -349,9 +349,9 @@ def _write_generation_config(stage_dir: Path, record: dict) -> None:
     gc.max_new_tokens = (
         gc.max_new_tokens
         or (record.get("train_config") or {}).get("max_new_tokens")
-        or 1024
+        or DEFAULT_MAX_NEW_TOKENS
     )
-    gc.top_p = gc.top_p if gc.top_p not in (None, 1.0) else 0.95
+    gc.top_p = gc.top_p if gc.top_p not in (None, 1.0) else DEFAULT_TOP_P
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
         if getattr(gc, name, None) is None:
             setattr(gc, name, getattr(tokenizer, name))
@@ -359,9 +359,9 @@ def _write_generation_config(stage_dir: Path, record: dict) -> None:
 
 
 def _write_svg(abc: str, path: Path) -> bool:
-    try:
-        from abcmamba.convert import abc_to_svg
+    from abcmamba.convert import abc_to_svg
 
+    try:
         abc_to_svg(abc, path)
         return path.is_file()
     except Exception as err:  # sheet music is optional: the .abc is still uploaded
