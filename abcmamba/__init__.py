@@ -2,6 +2,8 @@
 
 import re
 
+from abcmamba._import_hook import install_when_imported
+
 __version__ = "0.1.0"
 
 # what a trained model folder records about its run (config, metrics, data)
@@ -21,3 +23,7 @@ class UserError(Exception):
 def is_hub_id(name: str) -> bool:
     """True when ``name`` is spelled like a Hugging Face Hub repo id (OWNER/NAME)."""
     return bool(_HUB_ID.fullmatch(name))
+
+
+# model.generate / pipeline on a CPU get the fused Mamba decode step
+install_when_imported()

@@ -131,6 +131,56 @@ def measure(
     return rows
 
 
+@torch.no_grad()
+def measure_generate(model, variants: dict, context: int, new_tokens: int) -> dict:
+    """Per-token decode time of plain ``model.generate`` (sampling) at batch 1.
+
+    generate(N + 1 new tokens) minus generate(1), over N: the prefill and
+    generate's set-up cancel out, what is left is the cached loop a user runs
+    (logits processors, sampling, stopping checks included). Best of 3.
+    """
+    gen = torch.Generator().manual_seed(context)
+    ids = torch.randint(3, VOCAB, (1, context), generator=gen)
+    settings = dict(do_sample=True, top_k=0, top_p=0.95, pad_token_id=0)
+
+    def timed(n):
+        start, wall = clock(), time.perf_counter()
+        model.generate(ids, max_new_tokens=n, min_new_tokens=n, **settings)
+        return clock() - start, time.perf_counter() - wall
+
+    rows = {}
+    for name, switch in variants.items():
+        switch(model)
+        timed(2)  # warm-up
+        one = [timed(1) for _ in range(3)]
+        many = [timed(new_tokens + 1) for _ in range(3)]
+        cpu = (min(m[0] for m in many) - min(o[0] for o in one)) / new_tokens
+        wall = (min(m[1] for m in many) - min(o[1] for o in one)) / new_tokens
+        rows[name] = {"context": context, "ms": cpu * 1e3, "wall_ms": wall * 1e3}
+        logger.info("generate %s %s", name, rows[name])
+    return rows
+
+
+def generate_table(rows: list[dict]) -> str:
+    """Markdown table of plain-generate decode, with the speed-up over Llama."""
+    lines = [
+        "| model | context | ms/token (CPU) | tokens/s | vs Llama | wall ms/token | wall vs Llama |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for by_name in rows:
+        llama = by_name.get("llama")
+        for name, r in by_name.items():
+            ratio = wall = ""
+            if llama and name != "llama":
+                ratio = f"{llama['ms'] / r['ms']:.2f}x"
+                wall = f"{llama['wall_ms'] / r['wall_ms']:.2f}x"
+            lines.append(
+                f"| {name} | {r['context']:,} | {r['ms']:.2f} | {1e3 / r['ms']:,.0f} | "
+                f"{ratio} | {r['wall_ms']:.2f} | {wall} |"
+            )
+    return "\n".join(lines)
+
+
 def table(results: dict) -> str:
     """Markdown table of all measurements plus the speed-up of fused Mamba over Llama."""
     lines = [
@@ -198,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         help="torch CPU threads (1: no thread sync per tiny op)",
     )
     p.add_argument("--archs", default="mamba,llama")
+    p.add_argument(
+        "--generate-tokens",
+        type=int,
+        default=64,
+        help="new tokens per plain model.generate timing at batch 1 (0: skip)",
+    )
     p.add_argument("--results", type=Path, default=Path(__file__).parent / "RESULTS.md")
     p.add_argument("--json", type=Path, help="also write the raw numbers here")
     args = p.parse_args(argv)
@@ -205,15 +261,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     contexts = [int(c) for c in args.contexts.split(",")]
     batches = [int(b) for b in args.batch_sizes.split(",")]
-    from abcmamba.kernels.decode import disable_fast_decode, enable_fast_decode
+    from abcmamba.kernels.decode import set_enabled
 
     results, params, scans = {}, {}, {}
+    generated: dict[int, dict] = {c: {} for c in contexts}
     for arch in args.archs.split(","):
         model, scan = build(arch, args.preset, max(contexts) + args.decode_steps + 8)
         if arch == "mamba":
-            variants = {"mamba": enable_fast_decode, "mamba-stock": disable_fast_decode}
+            variants = {
+                "mamba": lambda _: set_enabled(True),
+                "mamba-stock": lambda _: set_enabled(False),
+            }
         else:
-            variants = {arch: disable_fast_decode}
+            variants = {arch: lambda _: set_enabled(True)}
         for name in variants:
             results[name] = []
             params[name] = sum(p.numel() for p in model.parameters())
@@ -228,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             for name in variants:
                 results[name] += rows[name]
+            if args.generate_tokens:
+                generated[c].update(
+                    measure_generate(model, variants, c, args.generate_tokens)
+                )
         del model
     md = table(results)
     checks = []
@@ -244,13 +308,23 @@ def main(argv: list[str] | None = None) -> int:
         f"({torch.get_num_threads()} torch thread(s), torch {torch.__version__}), preset `{args.preset}`: "
         + ", ".join(f"{n} {params[n]:,} params (prefill: {scans[n]})" for n in results)
         + ". `mamba` = stock transformers MambaForCausalLM with abcmamba's fused single-token step "
-        "(`abcmamba.kernels.decode`, enabled by `abcmamba.generate.load_model` on CPU); `mamba-stock` = "
+        "(`abcmamba.kernels.decode`, installed by `import abcmamba`); `mamba-stock` = "
         "transformers' own decode path. Times are CPU time of the (single) compute thread, because "
         "this machine is shared and wall time includes waiting for other jobs (wall medians in the last "
         "column). Decode = median (and minimum, the least disturbed) time of one cached step for the whole batch; "
         "batch>1 prefill only up to "
         f"{args.max_prefill_tokens:,} tokens ('-' = not timed).\n\n"
-        f"{md}\n\nCache check, minimum step times (1.00 = flat in context length):\n\n"
+        f"{md}\n\n"
+        + (
+            "Through plain `model.generate` (sampling, top-p 0.95), batch 1, "
+            f"{args.generate_tokens} new tokens after the context; CPU time of the "
+            "calling thread and wall time per new token:\n\n"
+            + generate_table(list(generated.values()))
+            + "\n\n"
+            if args.generate_tokens
+            else ""
+        )
+        + "Cache check, minimum step times (1.00 = flat in context length):\n\n"
         + "\n".join(f"- {c}" for c in checks)
         + "\n"
     )

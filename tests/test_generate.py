@@ -13,7 +13,6 @@ from abcmamba import generate as gen
 from abcmamba.compat import cache_kwargs, output_cache
 from abcmamba.generate import sampling
 from abcmamba.kernels import decode
-from abcmamba.kernels.decode import disable_fast_decode, enable_fast_decode
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -154,7 +153,6 @@ def test_constrained_sampling_is_valid_and_honours_fields(arch, tokenizer):
     from abcmamba.abc import parse_header, validate
 
     model = _tiny(arch, tokenizer)
-    enable_fast_decode(model)
     tunes, reasons = gen.generate_tunes(
         model, tokenizer, 6, meter="6/8", key="Ador", rhythm="jig", unit="1/8",
         seed=1, max_new_tokens=120, batch_size=3, retries=0,
@@ -257,68 +255,94 @@ def _count_calls(monkeypatch, name: str) -> Counter:
     return calls
 
 
-def test_fused_decode_step_matches_stock_path(tokenizer, monkeypatch):
-    from transformers import MambaConfig, MambaForCausalLM
-
-    torch.manual_seed(0)
-    config = MambaConfig(
-        vocab_size=len(tokenizer), hidden_size=48, num_hidden_layers=3, state_size=8
-    )
-    model = MambaForCausalLM(config).double().eval()
-    ids = torch.randint(3, len(tokenizer), (2, 12))
-
-    def logits_after_steps():
-        with torch.no_grad():
-            out = model(ids, use_cache=True)
-            cache, rows = output_cache(out), [out.logits[:, -1]]
-            for t in range(8):
-                out = model(ids[:, t : t + 1], **cache_kwargs(cache), use_cache=True)
-                rows.append(out.logits[:, -1])
-        return torch.stack(rows)
-
-    stock = logits_after_steps()
-    assert enable_fast_decode(model) == 3
-    calls = _count_calls(monkeypatch, "fused_step")
-    try:
-        fast = logits_after_steps()
-    finally:
-        disable_fast_decode(model)
-    assert calls["fused_step"] == 3 * 8  # every layer, every cached step
-    assert torch.allclose(stock, fast, atol=1e-5, rtol=0)
+def _stepped_logits(model, ids: torch.Tensor, prefix: int) -> torch.Tensor:
+    """Logits of a prefill of ``prefix`` tokens, then one cached step per token."""
+    with torch.no_grad():
+        out = model(ids[:, :prefix], use_cache=True)
+        cache, rows = output_cache(out), [out.logits[:, -1:]]
+        for t in range(prefix, ids.shape[1]):
+            out = model(ids[:, t : t + 1], **cache_kwargs(cache), use_cache=True)
+            rows.append(out.logits)
+    return torch.cat(rows, 1)
 
 
-@pytest.mark.skipif(not decode.HAVE_NUMBA, reason="numba not installed")
-def test_numba_decode_step_matches_stock_path_in_float32(tokenizer, monkeypatch):
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_fused_decode_step_matches_stock_path(tokenizer, monkeypatch, use_bias):
     from transformers import MambaConfig, MambaForCausalLM
 
     torch.manual_seed(1)
     config = MambaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, state_size=16
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        state_size=16,
+        use_bias=use_bias,  # in_proj and out_proj biases
     )
     model = MambaForCausalLM(config).eval()
     ids = torch.randint(3, len(tokenizer), (3, 10))
-
-    def run():
-        with torch.no_grad():
-            out = model(ids[:, :4], use_cache=True)
-            cache, rows = output_cache(out), []
-            for t in range(4, 10):
-                rows.append(
-                    model(
-                        ids[:, t : t + 1], **cache_kwargs(cache), use_cache=True
-                    ).logits
-                )
-        return torch.cat(rows, 1)
-
-    stock = run()
-    enable_fast_decode(model)
-    calls = _count_calls(monkeypatch, "numba_step")
-    try:
-        fast = run()
-    finally:
-        disable_fast_decode(model)
-    assert calls["numba_step"] == 2 * 6
+    with decode.stock_decode():
+        stock = _stepped_logits(model, ids, 4)
+    calls = _count_calls(monkeypatch, "layer_step")
+    fast = _stepped_logits(model, ids, 4)
+    assert calls["layer_step"] == 2 * 6  # every layer, every cached step
     assert torch.allclose(stock, fast, atol=1e-5, rtol=0)
+
+
+def test_fused_decode_follows_weights_changed_in_place(tokenizer):
+    model = _tiny("mamba", tokenizer)
+    ids = torch.randint(3, len(tokenizer), (1, 6))
+    before = _stepped_logits(model, ids, 2)
+    with torch.no_grad():
+        for layer in model.backbone.layers:
+            layer.mixer.A_log.add_(0.5)  # A = -exp(A_log) is derived: must be redone
+            layer.mixer.out_proj.weight.mul_(2.0)
+    with decode.stock_decode():
+        stock = _stepped_logits(model, ids, 2)
+    fast = _stepped_logits(model, ids, 2)
+    assert not torch.allclose(before, stock, atol=1e-3)
+    assert torch.allclose(stock, fast, atol=1e-5, rtol=0)
+
+
+def test_plain_generate_takes_the_fused_step(tokenizer, monkeypatch):
+    """After `import abcmamba`, model.generate on the CPU decodes through fast_step."""
+    from transformers import MambaForCausalLM
+
+    assert hasattr(MambaForCausalLM.forward, "_abcmamba_stock")
+    model = _tiny("mamba", tokenizer)
+    ids = torch.randint(3, len(tokenizer), (2, 5))
+    settings = dict(max_new_tokens=7, min_new_tokens=7, do_sample=False)
+    with decode.stock_decode():
+        stock = model.generate(ids, **settings)
+    calls = _count_calls(monkeypatch, "fast_step")
+    fast = model.generate(ids, **settings)
+    assert calls["fast_step"] == 6  # the first new token comes from the prefill
+    assert torch.equal(stock, fast)
+
+
+def test_fused_decode_leaves_float64_to_the_stock_path(tokenizer, monkeypatch):
+    model = _tiny("mamba", tokenizer).double()
+    ids = torch.randint(3, len(tokenizer), (2, 6))
+    calls = _count_calls(monkeypatch, "layer_step")
+    with decode.stock_decode():
+        stock = _stepped_logits(model, ids, 3)
+    assert torch.allclose(_stepped_logits(model, ids, 3), stock, atol=1e-5, rtol=0)
+    assert calls["layer_step"] == 0
+
+
+def test_import_abcmamba_installs_fast_decode_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, abcmamba\n"
+        "assert 'torch' not in sys.modules\n"
+        "from transformers import MambaForCausalLM\n"
+        "print(hasattr(MambaForCausalLM.forward, '_abcmamba_stock'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split()[-1] == "True"
 
 
 def test_cache_is_used_one_token_per_step(tokenizer, monkeypatch):
@@ -498,7 +522,6 @@ def test_finished_rows_leave_the_cache_without_disturbing_others(
     arch, tokenizer, monkeypatch
 ):
     model = _tiny(arch, tokenizer, seed=2)
-    enable_fast_decode(model)
     gen_ = torch.Generator().manual_seed(0)
     alone = gen.sample_batch(
         model,

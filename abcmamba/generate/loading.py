@@ -70,14 +70,12 @@ def load_model(
 
 
 def enable_cpu_fast_paths(model: PreTrainedModel) -> None:
-    """abcmamba's CPU kernels for a Mamba model's prefill and decode (others: no-op).
+    """abcmamba's numba scan for a Mamba model's prefill (others: no-op).
 
-    The weights and the results stay those of the stock model; only the
-    forward of the mixers changes.
+    The fused one-token decode step needs no call: importing abcmamba installs
+    it for every MambaForCausalLM (abcmamba.kernels.decode). The weights and
+    the results stay those of the stock model; only the mixers' forward changes.
     """
-    from abcmamba.kernels.decode import enable_fast_decode
-
-    enable_fast_decode(model)
     try:
         from abcmamba.modeling import configure_scan_path
 

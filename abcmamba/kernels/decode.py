@@ -1,263 +1,208 @@
-"""Fast single-token decoding for transformers' Mamba on CPU.
+"""Fast single-token decoding for transformers' Mamba on CPU, in plain ``generate``.
 
-transformers' ``MambaMixer`` handles a one-token step with a cache through the
-same general code as a full sequence: padding masks, transposes, kernel-hub
-wrappers and cache look-ups.  On a CPU at batch 1 those framework costs, not
-arithmetic, dominate (about 0.5 ms per layer for a 4.5M-parameter model).
-:func:`fused_step` is the same recurrence written as the minimum number of
-tensor ops, updating the conv and SSM states in place; :func:`enable_fast_decode`
-routes one-token cached calls of every mixer to it and leaves everything else
-(prefill, training, padding) on the stock path.
+A cached one-token step of a small Mamba on a CPU is framework time, not
+arithmetic: about 35 linears and 150 small tensor ops through nested modules,
+each costing more to dispatch than to compute at batch 1. Here the step is
+one numba call per layer plus one for the LM head (``_numba_step``), on numpy
+views of the model's own weights and of the cache's states (updated in place).
+
+Importing ``abcmamba`` routes ``MambaForCausalLM.forward`` of every model
+through :func:`forward` (``abcmamba._import_hook``), so ``model.generate`` and
+``pipeline`` get the fast step with no other call: a cached one-token step of
+a float32 model in eval mode on the CPU takes the fused path, anything else
+(prefill, training, GPU, other dtypes, a padded last token, hidden states
+asked for) runs the stock forward. The
+first inference call of a model on the CPU also puts the numba scan under its
+prefill (``enable_cpu_kernel``: same weights, same results).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import types
+from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from transformers.models.mamba.modeling_mamba import (
+    MambaCausalLMOutput,
+    MambaForCausalLM,
+)
 
-from abcmamba.compat import CACHE_KWARG, cache_kwargs, mixer_cache, mixer_mask
-from abcmamba.kernels import mamba_mixers
+from abcmamba.compat import CACHE_KWARG, cache_kwargs
+from abcmamba.kernels._numba_step import head_step, layer_step
 
 logger = logging.getLogger(__name__)
 
-_ATTR = "_abcmamba_fast_decode"
+__all__ = ["forward", "set_enabled", "stock_decode", "fast_step"]
+
+_PLAN = "_abcmamba_decode_plan"
+_PREFILL = "_abcmamba_prefill_kernel"
+_enabled = True
 
 
-def _decay_rates(mixer: torch.nn.Module) -> torch.Tensor:
-    """A = -exp(A_log), cached until A_log changes (it is constant while sampling)."""
-    key = (mixer.A_log.data_ptr(), mixer.A_log._version, mixer.A_log.dtype)
-    cached = getattr(mixer, "_abcmamba_decay", None)
-    if cached is None or cached[0] != key:
-        cached = (key, -torch.exp(mixer.A_log.detach().float()))
-        mixer._abcmamba_decay = cached
-    return cached[1]
+def _array(tensor: torch.Tensor | None) -> np.ndarray:
+    """A numpy view of a float32 tensor's data (no copy); an empty array for None."""
+    if tensor is None:
+        return np.zeros(0, dtype=np.float32)
+    return tensor.detach().numpy()
 
 
-def fused_step(
-    mixer: torch.nn.Module,
-    hidden_states: torch.Tensor,
-    conv_state: torch.Tensor,
-    ssm_state: torch.Tensor,
-) -> torch.Tensor:
-    """One Mamba step for a single new token; updates ``conv_state``/``ssm_state`` in place."""
-    dtype = hidden_states.dtype
-    x = hidden_states[:, 0]  # (B, D)
-    xz = F.linear(x, mixer.in_proj.weight, mixer.in_proj.bias)  # (B, 2E)
-    u, z = xz.chunk(2, dim=-1)  # (B, E), (B, E)
+class _Plan:
+    """Numpy views of a model's weights for :func:`fast_step`, rebuilt when they change.
 
-    # causal depthwise conv over the last K inputs: shift the window, append u
-    conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))  # (B, E, K)
-    conv_state[:, :, -1] = u.to(conv_state.dtype)
-    u = torch.einsum(
-        "bek,ek->be",
-        conv_state.to(mixer.conv1d.weight.dtype),
-        mixer.conv1d.weight[:, 0],
-    )
-    if mixer.conv1d.bias is not None:
-        u = u + mixer.conv1d.bias
-    u = F.silu(u)  # (B, E)
-
-    # selective parameters: delta (B, E), B and C (B, N)
-    rank, n = mixer.time_step_rank, mixer.ssm_state_size
-    dt_r, b, c = torch.split(F.linear(u, mixer.x_proj.weight), [rank, n, n], dim=-1)
-    delta = F.softplus(
-        F.linear(dt_r, mixer.dt_proj.weight, mixer.dt_proj.bias).float()
-    )  # (B, E)
-
-    # h <- exp(delta A) h + delta B u ; y = C h + D u   (Mamba paper, eq. 2 discretized)
-    a = _decay_rates(mixer)  # (E, N)
-    delta_u = (delta * u.float()).unsqueeze(-1)  # (B, E, 1)
-    ssm_state.mul_(torch.exp(delta.unsqueeze(-1) * a)).add_(
-        delta_u * b.float().unsqueeze(1)
-    )
-    y = torch.bmm(ssm_state.to(c.dtype), c.unsqueeze(-1)).squeeze(-1)  # (B, E)
-    y = (y + u * mixer.D) * F.silu(z)
-    return F.linear(y.to(dtype), mixer.out_proj.weight, mixer.out_proj.bias).unsqueeze(
-        1
-    )  # (B, 1, D)
-
-
-try:  # numba turns the ~20 small element-wise ops of a step into two calls
-    from abcmamba.kernels._numba_scan import conv_silu_step, ssm_step
-
-    HAVE_NUMBA = True
-except ImportError:  # fused_step (torch) is the fallback
-    HAVE_NUMBA = False
-
-
-def _numba_ok(mixer, hidden_states, conv_state, ssm_state) -> bool:
-    tensors = (hidden_states, conv_state, ssm_state, mixer.in_proj.weight)
-    return (
-        HAVE_NUMBA
-        and all(t.dtype == torch.float32 for t in tensors)
-        and mixer.conv1d.bias is not None
-        and mixer.dt_proj.bias is not None
-        and conv_state.is_contiguous()
-        and ssm_state.is_contiguous()
-    )
-
-
-def numba_step(
-    mixer: torch.nn.Module,
-    hidden_states: torch.Tensor,
-    conv_state: torch.Tensor,
-    ssm_state: torch.Tensor,
-) -> torch.Tensor:
-    """:func:`fused_step` with the conv and the SSM update as two numba kernels."""
-    x = hidden_states[:, 0]  # (B, D)
-    xz = F.linear(x, mixer.in_proj.weight, mixer.in_proj.bias)  # (B, 2E)
-    u_new, z = xz.chunk(2, dim=-1)  # (B, E), (B, E)
-    u = torch.empty_like(u_new)  # (B, E)
-    conv_silu_step(
-        conv_state.numpy(),
-        u_new.numpy(),
-        _weights(mixer, "conv_w", lambda: mixer.conv1d.weight[:, 0]),
-        _weights(mixer, "conv_b", lambda: mixer.conv1d.bias),
-        u.numpy(),
-    )
-    rank, n = mixer.time_step_rank, mixer.ssm_state_size
-    dt_r, b, c = torch.split(F.linear(u, mixer.x_proj.weight), [rank, n, n], dim=-1)
-    dt = F.linear(dt_r, mixer.dt_proj.weight)  # (B, E), bias added in the kernel
-    y = torch.empty_like(u)  # (B, E)
-    ssm_step(
-        ssm_state.numpy(),
-        u.numpy(),
-        z.numpy(),
-        dt.numpy(),
-        _weights(mixer, "dt_b", lambda: mixer.dt_proj.bias),
-        _decay_rates(mixer).numpy(),
-        b.numpy(),
-        c.numpy(),
-        _weights(mixer, "d", lambda: mixer.D),
-        y.numpy(),
-    )
-    return F.linear(y, mixer.out_proj.weight, mixer.out_proj.bias).unsqueeze(
-        1
-    )  # (B, 1, D)
-
-
-def _weights(mixer, name: str, get) -> np.ndarray:
-    """A contiguous float32 numpy view of a parameter, cached until it changes."""
-    tensor = get()
-    key = (tensor.data_ptr(), tensor._version)
-    cache = mixer.__dict__.setdefault("_abcmamba_np", {})
-    if name not in cache or cache[name][0] != key:
-        cache[name] = (key, tensor.detach().float().contiguous().numpy())
-    return cache[name][1]
-
-
-def _fast_forward(self, hidden_states, *args, **kwargs):
-    """MambaMixer.forward that takes the fused path for cached single-token steps."""
-    cache = mixer_cache(args, kwargs)
-    attention_mask = mixer_mask(args, kwargs)
-    if (
-        cache is not None
-        and hidden_states.shape[1] == 1
-        and not self.training
-        and hidden_states.device.type == "cpu"
-        and not cache.is_recording_past(self.layer_idx)
-    ):
-        conv_state = cache.get_conv_state(self.layer_idx, state_idx=0)
-        ssm_state = cache.get_recurrent_state(self.layer_idx, state_idx=0)
-        # a padded row is never fed one token at a time with a mask of 0 in our use,
-        # but honour a mask that says so by taking the stock path
-        if (
-            conv_state is not None
-            and ssm_state is not None
-            and (attention_mask is None or bool(attention_mask[:, -1:].all()))
-        ):
-            with torch.no_grad():
-                return _mixer_step(self, hidden_states, conv_state, ssm_state)
-    return type(self).forward(self, hidden_states, *args, **kwargs)
-
-
-def _mixer_step(mixer, hidden_states, conv_state, ssm_state) -> torch.Tensor:
-    if _numba_ok(mixer, hidden_states, conv_state, ssm_state):
-        return numba_step(mixer, hidden_states, conv_state, ssm_state)
-    return fused_step(mixer, hidden_states, conv_state, ssm_state)
-
-
-def _rms_norm(norm, hidden_states: torch.Tensor) -> torch.Tensor:
-    """MambaRMSNorm.forward without the module call."""
-    h = hidden_states.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return norm.weight * h.to(hidden_states.dtype)
-
-
-def _fast_lm_forward(self, input_ids=None, *args, **kwargs):
-    """MambaForCausalLM.forward: a cached one-token step runs as one flat loop.
-
-    The whole step (embedding, 2 x layers of norm + mixer + residual, final norm,
-    LM head) without the nested module calls, hooks and output objects of the
-    stock path, which cost more than the arithmetic for a small model on a CPU.
+    The views share memory with the parameters, so in-place updates are seen;
+    ``key`` notices a parameter replaced by another tensor, and A = -exp(A_log),
+    the one derived array, is recomputed when A_log changes in place.
     """
-    layers = self.backbone.layers
+
+    def __init__(self, model: MambaForCausalLM) -> None:
+        self.params = list(model.parameters())
+        self.key = self._key()
+        self.usable = _eligible(self.params) and (
+            model.backbone.embeddings.weight.shape == model.lm_head.weight.shape
+        )
+        if not self.usable:
+            return
+        self.embeddings = _array(model.backbone.embeddings.weight)
+        self.layers = []
+        for layer in model.backbone.layers:
+            m = layer.mixer
+            self.layers.append(
+                (
+                    _array(layer.norm.weight),
+                    layer.norm.variance_epsilon,
+                    _array(m.in_proj.weight),
+                    _array(m.in_proj.bias),
+                    _array(m.conv1d.weight[:, 0]),
+                    _array(m.conv1d.bias),
+                    _array(m.x_proj.weight),
+                    _array(m.dt_proj.weight),
+                    _array(m.dt_proj.bias),
+                    (-torch.exp(m.A_log.detach())).numpy(),
+                    _array(m.D),
+                    _array(m.out_proj.weight),
+                    _array(m.out_proj.bias),
+                )
+            )
+        norm_f = model.backbone.norm_f
+        self.head = (_array(norm_f.weight), norm_f.variance_epsilon)
+        self.lm_head = _array(model.lm_head.weight)
+
+    def _key(self) -> tuple:
+        # A_log's version covers the derived A; pointers cover swapped tensors
+        return tuple((p.data_ptr(), p._version) for p in self.params)
+
+    def current(self) -> bool:
+        return self._key() == self.key
+
+
+def _eligible(params: list[torch.Tensor]) -> bool:
+    """Float32 weights that numpy can view as they are (contiguous, on the CPU)."""
+    return all(
+        p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous()
+        for p in params
+    )
+
+
+def _plan(model: MambaForCausalLM) -> _Plan | None:
+    """The model's plan (built once, rebuilt when its weights change); None if unusable."""
+    plan = model.__dict__.get(_PLAN)
+    if plan is None or not plan.current():
+        plan = _Plan(model)
+        model.__dict__[_PLAN] = plan
+    return plan if plan.usable else None
+
+
+def fast_step(
+    model: MambaForCausalLM, input_ids: torch.Tensor, cache
+) -> torch.Tensor | None:
+    """Logits (B, 1, V) of one cached step, updating ``cache`` in place; None if not applicable."""
+    layers = model.backbone.layers
+    states = []
+    for i in range(len(layers)):
+        window = cache.get_conv_state(i, 0)
+        h = cache.get_recurrent_state(i, 0)
+        if window is None or h is None:
+            return None
+        if window.dtype != torch.float32 or h.dtype != torch.float32:
+            return None
+        if not (window.is_contiguous() and h.is_contiguous()):
+            return None
+        states.append((window.numpy(), h.numpy()))
+    plan = _plan(model)
+    if plan is None:
+        return None
+    # the residual stream, float32 as residual_in_fp32 keeps it
+    r = plan.embeddings[input_ids[:, 0].numpy()]  # (B, D), a copy
+    for weights, (window, h) in zip(plan.layers, states, strict=True):
+        norm_w, eps, w_in, b_in, w_conv, b_conv, w_x, w_dt, b_dt, a, d, w_out, b_out = (
+            weights
+        )
+        layer_step(
+            r, norm_w, eps, w_in, b_in, window, w_conv, b_conv, w_x, w_dt, b_dt, a,
+            d, h, w_out, b_out,
+        )  # fmt: skip
+    logits = np.empty((r.shape[0], plan.lm_head.shape[0]), dtype=np.float32)
+    head_step(r, plan.head[0], plan.head[1], plan.lm_head, logits)
+    return torch.from_numpy(logits).unsqueeze(1)
+
+
+def _wants_fast_step(model, input_ids, args, kwargs) -> bool:
     cache = kwargs.get(CACHE_KWARG)
-    attention_mask = kwargs.get("attention_mask")
-    if (
-        not args
+    mask = kwargs.get("attention_mask")
+    return (
+        _enabled
+        and not args
+        and cache is not None
         and input_ids is not None
+        and input_ids.ndim == 2
         and input_ids.shape[1] == 1
+        and input_ids.device.type == "cpu"
+        and not model.training
         and kwargs.get("inputs_embeds") is None
         and kwargs.get("labels") is None
         and not kwargs.get("output_hidden_states")
         and kwargs.get("return_dict") is not False
-        and cache is not None
-        and not self.training
-        and input_ids.device.type == "cpu"
-        and (attention_mask is None or bool(attention_mask[:, -1:].all()))
+        and (mask is None or bool(mask[:, -1:].all()))
         and not cache.is_recording_past(0)
-    ):
-        states = [
-            (cache.get_conv_state(i, 0), cache.get_recurrent_state(i, 0))
-            for i in range(len(layers))
-        ]
-        if all(c is not None and r is not None for c, r in states):
-            from transformers.models.mamba.modeling_mamba import MambaCausalLMOutput
+    )
 
-            with torch.no_grad():
-                hidden = self.backbone.embeddings(input_ids)  # (B, 1, D)
-                for layer, (conv_state, ssm_state) in zip(layers, states, strict=True):
-                    residual = hidden.float() if layer.residual_in_fp32 else hidden
-                    h = _rms_norm(layer.norm, hidden.to(layer.norm.weight.dtype))
-                    hidden = residual + _mixer_step(
-                        layer.mixer, h, conv_state, ssm_state
-                    )
-                hidden = _rms_norm(self.backbone.norm_f, hidden)
-                logits = self.lm_head(hidden.to(self.lm_head.weight.dtype)).float()
+
+def _kernel_prefill(model: MambaForCausalLM) -> bool:
+    """Put the numba scan under an inference model's prefill (done once per model)."""
+    from abcmamba.kernels import enable_cpu_kernel, kernel_available
+
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    with torch.enable_grad():  # the kernels' first-use warm-up runs a backward
+        return on_cpu and kernel_available() and enable_cpu_kernel(model)
+
+
+def forward(stock_forward, model, input_ids=None, *args, **kwargs):
+    """MambaForCausalLM.forward: the fused step where it applies, else ``stock_forward``."""
+    if _enabled and not model.training and _PREFILL not in model.__dict__:
+        model.__dict__[_PREFILL] = _kernel_prefill(model)
+    if _wants_fast_step(model, input_ids, args, kwargs):
+        cache = kwargs[CACHE_KWARG]
+        with torch.no_grad():
+            logits = fast_step(model, input_ids, cache)
+        if logits is not None:
             return MambaCausalLMOutput(logits=logits, **cache_kwargs(cache))
-    return type(self).forward(self, input_ids, *args, **kwargs)
+    return stock_forward(model, input_ids, *args, **kwargs)
 
 
-def enable_fast_decode(model: torch.nn.Module) -> int:
-    """Route cached one-token steps of every Mamba mixer in ``model`` to :func:`fused_step`.
-
-    Returns the number of mixers patched (0 for models that are not Mamba-1).
-    """
-    if getattr(getattr(model, "config", None), "model_type", "") != "mamba":
-        return 0
-    patched = 0
-    # subclasses too (enable_cpu_kernel swaps in one for prefill): their forward
-    # stays the fallback, because _fast_forward calls type(self).forward
-    for module in mamba_mixers(model):
-        if not getattr(module, _ATTR, False):
-            module.forward = types.MethodType(_fast_forward, module)
-            setattr(module, _ATTR, True)
-            patched += 1
-    if hasattr(model, "backbone") and not getattr(model, _ATTR, False):
-        model.forward = types.MethodType(_fast_lm_forward, model)
-        setattr(model, _ATTR, True)
-    logger.debug("fast decode enabled on %d Mamba mixers", patched)
-    return patched
+def set_enabled(enabled: bool) -> bool:
+    """Switch the fast step (and the prefill kernel swap) on or off; returns the old setting."""
+    global _enabled
+    before, _enabled = _enabled, enabled
+    return before
 
 
-def disable_fast_decode(model: torch.nn.Module) -> None:
-    """Undo :func:`enable_fast_decode` (for comparisons against the stock path)."""
-    for module in model.modules():  # includes the model itself
-        if getattr(module, _ATTR, False):
-            del module.forward
-            setattr(module, _ATTR, False)
+@contextlib.contextmanager
+def stock_decode() -> Iterator[None]:
+    """Within the block every model decodes on transformers' own path (comparisons)."""
+    before = set_enabled(False)
+    try:
+        yield
+    finally:
+        set_enabled(before)
