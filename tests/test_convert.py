@@ -172,6 +172,25 @@ def test_ties_join_notes_across_the_bar(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_ties_join_chord_notes_one_by_one(tmp_path):
+    # a tie joins each note to the next of its pitch, into and out of chords;
+    # music21 ties whole chords (one tied chord note held them all)
+    abc = tune("C2-[CE]2 [CE-]2[CE]2 | [CE]2-C2 [C-E]2[CE]2 |")
+    assert midi_notes(abc, tmp_path) == [
+        (0.0, 60, 2.0),
+        (1.0, 64, 1.0),
+        (2.0, 60, 1.0),
+        (2.0, 64, 2.0),
+        (3.0, 60, 1.0),
+        (4.0, 60, 2.0),
+        (4.0, 64, 1.0),
+        (6.0, 60, 2.0),
+        (6.0, 64, 1.0),
+        (7.0, 64, 1.0),
+    ]
+    agrees_with_abc2midi(abc)
+
+
 def test_tuplets_and_chords(tmp_path):
     abc = tune("(3ABc d2 [CEG]4 |")
     notes = midi_notes(abc, tmp_path)

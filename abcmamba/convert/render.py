@@ -32,7 +32,7 @@ def abc_to_midi(abc: str, path: str | Path) -> Path:
 
     score = playable(abc_to_score(pitched_percussion_clefs(abc), expand=True))
     _sound_transpositions(score)
-    score = _part_per_voice(score)
+    score = _notes_tied_by_pitch(_part_per_voice(score))
     mf = music21.midi.translate.streamToMidiFile(score)
     _assign_channels(mf, score)
     mf.open(str(path), "wb")
@@ -82,6 +82,49 @@ def _part_per_voice(score):
             piece.editorial.percussion = part.editorial.get("percussion")
             split.insert(0, piece)
     return split
+
+
+def _notes_tied_by_pitch(score):
+    """A score of flat parts in which every chord is single notes and every
+    tie is already joined, note by note.
+
+    A tie joins a note to the next note of the same pitch in its voice, also
+    into or out of a chord (``C2-[CE]2``, ``[CE-]2[CE]2``), as abc2midi plays
+    it; music21's MIDI writer ties whole chords (a tie on one chord note
+    holds all of them, and a note tied into a chord takes the chord along).
+    """
+    import music21
+
+    flat_score = music21.stream.Score()
+    for part in score.parts:
+        flat = part.flatten()
+        for chord in list(flat.getElementsByClass(music21.chord.Chord)):
+            offset = chord.getOffsetBySite(flat)
+            for member in chord.notes:
+                note = music21.note.Note(
+                    member.pitch, quarterLength=chord.quarterLength
+                )
+                note.volume = chord.volume
+                note.tie = member.tie
+                flat.insert(offset, note)
+            flat.remove(chord)
+        open_ties: dict[int, tuple[music21.note.Note, float]] = (
+            {}
+        )  # pitch -> (note, end)
+        for note in list(flat.getElementsByClass(music21.note.Note)):
+            start, tie = note.getOffsetBySite(flat), note.tie
+            note.tie = None
+            held = open_ties.pop(note.pitch.midi, None)
+            if held and abs(held[1] - start) < 1e-6 and tie and tie.type != "start":
+                held[0].quarterLength += note.quarterLength
+                flat.remove(note)
+                if tie.type == "continue":
+                    open_ties[note.pitch.midi] = (held[0], start + note.quarterLength)
+            elif tie and tie.type in ("start", "continue"):
+                open_ties[note.pitch.midi] = (note, start + note.quarterLength)
+        flat.editorial.percussion = part.editorial.get("percussion")
+        flat_score.insert(0, flat)
+    return flat_score
 
 
 def _assign_channels(mf, score) -> None:
