@@ -5,12 +5,19 @@ Run by hand, never in CI::
     python benchmarks/train_speed.py                       # the full table
     python benchmarks/train_speed.py --presets small --seq-lens 512 --archs mamba:kernel llama
 
-Each row runs in a fresh subprocess (so its peak RSS is its own): AdamW, fp32,
-``--tokens-per-step`` tokens per step (batch = tokens / seq_len), a warm-up step,
-then timed steps. A load guard reads /proc/stat around every timed step and
+For each (preset, sequence length) every architecture gets its own worker
+process (so its peak RSS is its own): AdamW, fp32, ``--tokens-per-step`` tokens
+per step (batch = tokens / seq_len), a warm-up step, then timed steps taken in
+turn, one architecture after the other, so a change of load on the machine
+hits all rows alike. A load guard reads /proc/stat around every timed step and
 discards the step when other processes used more than ``--max-foreign-cores``
 of CPU meanwhile; a row with no clean step is reported as ``noisy`` with the
 foreign load it saw, never as a clean number.
+
+MFU is the model's FLOP/s over the machine's: training FLOPs per token taken as
+6 x parameters plus, for attention, 12 x layers x sequence x hidden (the PaLM
+convention; Mamba's scan adds under 5% and is left out), against the best
+fp32 matmul rate torch reaches here with the same threads (measured first).
 """
 
 from __future__ import annotations
@@ -60,35 +67,47 @@ def _own_seconds() -> float:
     return t.user + t.system
 
 
-def run_row(arch: str, preset: str, seq_len: int, args: argparse.Namespace) -> dict:
-    """Build one model, train it for a few steps and measure; runs inside a worker process."""
+def _build(arch: str, preset: str, seq_len: int, args: argparse.Namespace):
+    """The model, its optimiser and one batch of ids, or a skip reason."""
     import torch
 
-    from abcmamba.modeling import build_model, count_params, describe_scan_path
+    from abcmamba.modeling import build_model, describe_scan_path
 
     name, _, path = arch.partition(":")
     torch.manual_seed(0)
-    start = time.perf_counter()
     try:
         if name == "mamba":
             model = build_model(name, preset, VOCAB_SIZE, scan_path=path or "auto")
         else:
             model = build_model(name, preset, VOCAB_SIZE)
     except Exception as exc:  # e.g. a scan path whose package is not installed
-        return {"status": f"skipped: {exc}"}
+        return f"skipped: {exc}"
     scan = describe_scan_path(model)
     if (
         name == "mamba"
         and path
         and not scan.startswith(path.replace("kernel", "cpu-kernel"))
     ):
-        return {"status": f"skipped: asked for {path}, got {scan}"}
+        return f"skipped: asked for {path}, got {scan}"
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batch = max(1, args.tokens_per_step // seq_len)
     ids = torch.randint(
         0, VOCAB_SIZE, (batch, seq_len), generator=torch.Generator().manual_seed(0)
     )
+    return model, opt, ids, scan
+
+
+def serve(arch: str, preset: str, seq_len: int, args: argparse.Namespace) -> None:
+    """Worker loop: build, warm up, then one timed step per "step" line on stdin."""
+    from abcmamba.modeling import count_params
+
+    start = time.perf_counter()
+    built = _build(arch, preset, seq_len, args)
+    if isinstance(built, str):
+        print(json.dumps({"status": built}), flush=True)
+        return
+    model, opt, ids, scan = built
 
     def step() -> None:
         # use_cache=False as in train.py: xLSTM's training cache breaks backward
@@ -98,36 +117,152 @@ def run_row(arch: str, preset: str, seq_len: int, args: argparse.Namespace) -> d
         opt.zero_grad(set_to_none=True)
 
     step()  # warm-up: allocator, kernel compile or cache load, first-touch pages
-    setup_s = time.perf_counter() - start
-    clean, noisy, foreign_seen = [], [], []
-    t_begin = time.perf_counter()
-    while (
-        len(clean) < args.min_clean_steps and len(clean) + len(noisy) < args.max_steps
-    ):
-        if clean + noisy and time.perf_counter() - t_begin > args.max_seconds:
+    config = model.config
+    print(
+        json.dumps(
+            {
+                "status": "ready",
+                "scan_path": scan,
+                "params": count_params(model),
+                "batch": ids.shape[0],
+                "layers": config.num_hidden_layers,
+                "hidden": config.hidden_size,
+                "attention": config.model_type == "llama",
+                "setup_s": round(time.perf_counter() - start, 1),
+            }
+        ),
+        flush=True,
+    )
+    for line in sys.stdin:
+        if line.strip() != "step":
             break
-        busy0, own0, t0 = _busy_seconds(), _own_seconds(), time.perf_counter()
+        own0, t0 = _own_seconds(), time.perf_counter()
         step()
         wall = time.perf_counter() - t0
-        foreign = max(0.0, (_busy_seconds() - busy0) - (_own_seconds() - own0)) / wall
-        foreign_seen.append(foreign)
-        (clean if foreign <= args.max_foreign_cores else noisy).append(wall)
-    times = clean or noisy
-    step_s = statistics.median(times)
-    return {
-        "status": "ok" if clean else "noisy",
-        "scan_path": scan,
-        "params": count_params(model),
-        "batch": batch,
-        "step_s": round(step_s, 3),
-        "tokens_per_s": round(batch * seq_len / step_s, 1),
-        "clean_steps": len(clean),
-        "noisy_steps": len(noisy),
-        "foreign_cores": round(statistics.median(foreign_seen), 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "setup_s": round(setup_s, 1),
-        "loadavg_1m": round(os.getloadavg()[0], 2),
-    }
+        print(json.dumps({"wall": wall, "own": _own_seconds() - own0}), flush=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": round(rss)}), flush=True)
+
+
+class _Worker:
+    """One architecture's worker process, stepped on request."""
+
+    def __init__(self, arch: str, preset: str, seq_len: int, args) -> None:
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
+        cmd += [arch, preset, str(seq_len), "--tokens-per-step"]
+        cmd += [str(args.tokens_per_step)]
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=path),
+        )
+        self.seq_len = seq_len
+        self.info = self._read()
+        self.clean: list[float] = []
+        self.noisy: list[float] = []
+        self.foreign: list[float] = []
+
+    def _read(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        tail = (self.proc.stderr.read().strip().splitlines() or ["no output"])[-1]
+        return {"status": f"failed: {tail[:120]}"}
+
+    @property
+    def ready(self) -> bool:
+        return self.info.get("status") == "ready"
+
+    def step(self, max_foreign: float) -> None:
+        busy0 = _busy_seconds()
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        done = self._read()
+        if "wall" not in done:
+            self.info = done
+            return
+        busy = _busy_seconds() - busy0
+        foreign = max(0.0, busy - done["own"]) / done["wall"]
+        self.foreign.append(foreign)
+        (self.clean if foreign <= max_foreign else self.noisy).append(done["wall"])
+
+    def finish(self) -> dict:
+        """Stop the worker; the row's measurements."""
+        if self.ready and self.proc.poll() is None:
+            self.proc.stdin.write("done\n")
+            self.proc.stdin.flush()
+            self.info.update(self._read())
+        self.proc.wait()
+        row = dict(self.info)
+        times = self.clean or self.noisy
+        if row.get("status") != "ready" or not times:
+            row.setdefault("status", "failed: no step")
+            return row
+        step_s = statistics.median(times)
+        tokens = row["batch"] * self.seq_len
+        row.update(
+            status="ok" if self.clean else "noisy",
+            step_s=round(step_s, 3),
+            tokens_per_s=round(tokens / step_s, 1),
+            clean_steps=len(self.clean),
+            noisy_steps=len(self.noisy),
+            foreign_cores=round(statistics.median(self.foreign), 2),
+            loadavg_1m=round(os.getloadavg()[0], 2),
+        )
+        return row
+
+
+def run_group(
+    archs: list[str], preset: str, seq_len: int, args: argparse.Namespace
+) -> list[dict]:
+    """Rows for every arch at one (preset, seq_len), their timed steps interleaved."""
+    workers = {arch: _Worker(arch, preset, seq_len, args) for arch in archs}
+    t_begin = time.perf_counter()
+
+    def wanted(w: _Worker) -> bool:
+        steps = len(w.clean) + len(w.noisy)
+        return (
+            w.ready and len(w.clean) < args.min_clean_steps and steps < args.max_steps
+        )
+
+    while any(wanted(w) for w in workers.values()):
+        if time.perf_counter() - t_begin > args.max_seconds and all(
+            w.clean or w.noisy for w in workers.values() if w.ready
+        ):
+            break
+        for w in workers.values():
+            if wanted(w):
+                w.step(args.max_foreign_cores)
+    rows = []
+    for arch, w in workers.items():
+        rows.append({"arch": arch, "preset": preset, "seq_len": seq_len} | w.finish())
+    return rows
+
+
+def peak_gflops(seconds: float = 2.0) -> float:
+    """The best fp32 matmul rate torch reaches on this machine (GFLOP/s)."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * 1024**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def model_flops_per_token(row: dict) -> float:
+    """Training FLOPs per token: 6N, plus 12 x layers x seq x hidden for attention."""
+    flops = 6.0 * row["params"]
+    if row.get("attention"):
+        flops += 12.0 * row["layers"] * row["seq_len"] * row["hidden"]
+    return flops
 
 
 def _skip_reason(
@@ -140,49 +275,31 @@ def _skip_reason(
     return None
 
 
-def _spawn(arch: str, preset: str, seq_len: int, args: argparse.Namespace) -> dict:
-    """Run one row in a fresh interpreter and return its result dict."""
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--worker",
-        arch,
-        preset,
-        str(seq_len),
-    ]
-    for flag in (
-        "tokens_per_step",
-        "min_clean_steps",
-        "max_steps",
-        "max_seconds",
-        "max_foreign_cores",
-    ):
-        cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-    )
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"status": f"failed: {tail[:120]}"}
-    return json.loads(lines[-1])
-
-
-def format_table(rows: list[dict]) -> str:
-    """Markdown table of all rows."""
+def format_table(rows: list[dict], peak: float) -> str:
+    """Markdown table of all rows, with speed and memory against Llama's row."""
     head = (
-        "| model | scan path | preset | params | seq | batch | tokens/s | peak RSS (MB) "
-        "| clean/noisy steps | other load (cores) | status |"
+        "| model | scan path | preset | params | seq | batch | tokens/s | vs Llama "
+        "| peak RSS (MB) | vs Llama | MFU | clean/noisy steps | other load (cores) | status |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 14]
+    llama = {
+        (r["preset"], r["seq_len"]): r
+        for r in rows
+        if r["arch"] == "llama" and "tokens_per_s" in r
+    }
     for r in rows:
+        ref = llama.get((r["preset"], r["seq_len"]))
+        speed = memory = mfu = ""
+        if "tokens_per_s" in r:
+            mfu = f"{r['tokens_per_s'] * model_flops_per_token(r) / 1e9 / peak:.1%}"
+            if ref and r is not ref:
+                speed = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}x"
+                memory = f"{r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x"
         lines.append(
             f"| {r['arch']} | {r.get('scan_path', '')} | {r['preset']} | {r.get('params', '')} "
-            f"| {r['seq_len']} | {r.get('batch', '')} | {r.get('tokens_per_s', '')} "
-            f"| {r.get('peak_rss_mb', '')} | {r.get('clean_steps', '')}/{r.get('noisy_steps', '')} "
+            f"| {r['seq_len']} | {r.get('batch', '')} | {r.get('tokens_per_s', '')} | {speed} "
+            f"| {r.get('peak_rss_mb', '')} | {memory} | {mfu} "
+            f"| {r.get('clean_steps', '')}/{r.get('noisy_steps', '')} "
             f"| {r.get('foreign_cores', '')} | {r['status']} |"
         )
     return "\n".join(lines)
@@ -230,26 +347,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         arch, preset, seq = args.worker
         logging.getLogger().setLevel(logging.WARNING)
-        print(json.dumps(run_row(arch, preset, int(seq), args)), flush=True)
+        serve(arch, preset, int(seq), args)
         return 0
+    peak = peak_gflops()
+    logger.info("fp32 matmul peak here: %.1f GFLOP/s", peak)
     rows = []
     for preset in args.presets:
         for seq_len in args.seq_lens:
+            archs = []
             for arch in args.archs:
-                row = {"arch": arch, "preset": preset, "seq_len": seq_len}
                 reason = _skip_reason(arch, preset, seq_len, args)
-                row.update(
-                    {"status": reason}
-                    if reason
-                    else _spawn(arch, preset, seq_len, args)
-                )
+                if reason:
+                    rows.append(
+                        {"arch": arch, "preset": preset, "seq_len": seq_len}
+                        | {"status": reason}
+                    )
+                else:
+                    archs.append(arch)
+            for row in run_group(archs, preset, seq_len, args):
                 logger.info("%s", json.dumps(row))
                 rows.append(row)
-    print(f"\ncpus: {os.cpu_count()}  loadavg at end: {os.getloadavg()}\n")
-    print(format_table(rows))
+    print(
+        f"\ncpus: {os.cpu_count()}  loadavg at end: {os.getloadavg()}  "
+        f"fp32 matmul peak: {peak:.1f} GFLOP/s\n"
+    )
+    print(format_table(rows, peak))
     if args.json_out:
         with open(args.json_out, "w") as fh:
-            json.dump(rows, fh, indent=1)
+            json.dump({"peak_gflops": peak, "rows": rows}, fh, indent=1)
     return 0
 
 
