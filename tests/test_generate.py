@@ -329,6 +329,22 @@ def test_fused_decode_leaves_float64_to_the_stock_path(tokenizer, monkeypatch):
     assert calls["layer_step"] == 0
 
 
+def test_generate_prefill_runs_the_numba_scan_for_that_call_only(tokenizer):
+    from transformers.models.mamba.modeling_mamba import MambaMixer
+
+    model = _tiny("mamba", tokenizer)
+    mixer = model.backbone.layers[0].mixer
+    seen = []
+    mixer.register_forward_pre_hook(lambda m, args: seen.append(type(m).__name__))
+    ids = torch.randint(3, len(tokenizer), (1, 9))
+    model.generate(ids, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    assert seen == ["CpuKernelMambaMixer"]  # the prefill; the steps skip the mixers
+    assert type(mixer) is MambaMixer  # a scan path chosen for training is kept
+    seen.clear()
+    model(ids)  # with gradients: the stock path, untouched
+    assert seen == ["MambaMixer"]
+
+
 def test_import_abcmamba_installs_fast_decode_without_importing_torch():
     import subprocess
     import sys

@@ -11,9 +11,8 @@ through :func:`forward` (``abcmamba._import_hook``), so ``model.generate`` and
 ``pipeline`` get the fast step with no other call: a cached one-token step of
 a float32 model in eval mode on the CPU takes the fused path, anything else
 (prefill, training, GPU, other dtypes, a padded last token, hidden states
-asked for) runs the stock forward. The
-first inference call of a model on the CPU also puts the numba scan under its
-prefill (``enable_cpu_kernel``: same weights, same results).
+asked for) runs the stock forward, with the numba scan under an inference
+prefill on the CPU for that call (same weights, same results).
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["forward", "set_enabled", "stock_decode", "fast_step"]
 
 _PLAN = "_abcmamba_decode_plan"
-_PREFILL = "_abcmamba_prefill_kernel"
 _enabled = True
 
 
@@ -169,25 +167,46 @@ def _wants_fast_step(model, input_ids, args, kwargs) -> bool:
     )
 
 
-def _kernel_prefill(model: MambaForCausalLM) -> bool:
-    """Put the numba scan under an inference model's prefill (done once per model)."""
-    from abcmamba.kernels import enable_cpu_kernel, kernel_available
+@contextlib.contextmanager
+def _kernel_scan(model: MambaForCausalLM) -> Iterator[None]:
+    """Within the block the model's plain mixers run the numba scan (CPU inference)."""
+    from transformers.models.mamba.modeling_mamba import MambaMixer
 
-    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
-    with torch.enable_grad():  # the kernels' first-use warm-up runs a backward
-        return on_cpu and kernel_available() and enable_cpu_kernel(model)
+    from abcmamba.kernels import kernel_available, mamba_mixers
+    from abcmamba.kernels.mixer import CpuKernelMambaMixer
+
+    plain = []
+    if model.lm_head.weight.device.type == "cpu":
+        plain = [m for m in mamba_mixers(model) if type(m) is MambaMixer]
+    if plain:
+        with torch.enable_grad():  # the kernels' first-use warm-up runs a backward
+            if not kernel_available():
+                plain = []
+    for mixer in plain:  # same parameters, only forward differs (enable_cpu_kernel)
+        mixer.__class__ = CpuKernelMambaMixer
+    try:
+        yield
+    finally:
+        for mixer in plain:
+            mixer.__class__ = MambaMixer
 
 
 def forward(stock_forward, model, input_ids=None, *args, **kwargs):
-    """MambaForCausalLM.forward: the fused step where it applies, else ``stock_forward``."""
-    if _enabled and not model.training and _PREFILL not in model.__dict__:
-        model.__dict__[_PREFILL] = _kernel_prefill(model)
+    """MambaForCausalLM.forward: the fused step where it applies, else ``stock_forward``.
+
+    Other inference calls without gradients (prefill in ``generate``) run the
+    stock forward with the numba scan under it, for that call only, so a scan
+    path chosen for training (``configure_scan_path``) stays as it was.
+    """
     if _wants_fast_step(model, input_ids, args, kwargs):
         cache = kwargs[CACHE_KWARG]
         with torch.no_grad():
             logits = fast_step(model, input_ids, cache)
         if logits is not None:
             return MambaCausalLMOutput(logits=logits, **cache_kwargs(cache))
+    if _enabled and not model.training and not torch.is_grad_enabled():
+        with _kernel_scan(model):
+            return stock_forward(model, input_ids, *args, **kwargs)
     return stock_forward(model, input_ids, *args, **kwargs)
 
 
