@@ -92,6 +92,73 @@ def _vexp_overload(x):
     return impl
 
 
+@intrinsic
+def _float32_as_int32(typingctx, bits):
+    """Reinterpret a float32 as int32 (a bitcast LLVM vectorises)."""
+    sig = types.int32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int32))
+
+    return sig, codegen
+
+
+def vsoftplus(x):
+    """softplus(x) = log(1 + exp(x)), x itself above 20 (torch's threshold)."""
+    if x > 20.0:
+        return x
+    return math.log1p(math.exp(x))
+
+
+# fastmath without "reassoc": it would fold (1 + e) - 1 into e and lose the
+# Goldberg correction below.
+_NO_REASSOC = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
+
+
+@overload(vsoftplus, jit_options={"fastmath": _NO_REASSOC})
+def _vsoftplus_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+
+        def impl(x):
+            # log1p(e), e = exp(x), as log(w) * e / (w - 1) with w = 1 + e
+            # (Goldberg): exact to a few ulp even where 1 + e rounds; log(w) is
+            # Cephes' logf on the mantissa in [sqrt(1/2), sqrt(2)), all branch-free.
+            e = vexp(x)
+            w = np.float32(1.0) + e
+            bits = _float32_as_int32(w)
+            k = np.float32((bits >> np.int32(23)) - np.int32(126))
+            m = _int32_as_float32((bits & np.int32(0x7FFFFF)) | np.int32(0x3F000000))
+            small = m < np.float32(0.707106781186547524)
+            f = m + m - np.float32(1.0) if small else m - np.float32(1.0)
+            k = k - np.float32(1.0) if small else k
+            z = f * f
+            p = np.float32(7.0376836292e-2)
+            p = p * f - np.float32(1.1514610310e-1)
+            p = p * f + np.float32(1.1676998740e-1)
+            p = p * f - np.float32(1.2420140846e-1)
+            p = p * f + np.float32(1.4249322787e-1)
+            p = p * f - np.float32(1.6668057665e-1)
+            p = p * f + np.float32(2.0000714765e-1)
+            p = p * f - np.float32(2.4999993993e-1)
+            p = p * f + np.float32(3.3333331174e-1)
+            r = p * f * z
+            r = r + k * np.float32(-2.12194440e-4)
+            r = r - np.float32(0.5) * z
+            lg = f + r + k * np.float32(0.693359375)
+            den = w - np.float32(1.0)
+            sp = e if den == np.float32(0.0) else lg * (e / den)
+            return x if x > np.float32(20.0) else sp
+
+        return impl
+
+    def impl(x):
+        if x > 20.0:
+            return x
+        return math.log1p(math.exp(x))
+
+    return impl
+
+
 @njit(parallel=True, **_JIT)
 def scan_fwd(u, delta, a_t, bm, cm, d_skip, xz, y, ckpt, last_state, chunk, dblk):
     """Gated selective scan forward; fills y, the chunk-start states and the last state."""
@@ -321,6 +388,202 @@ def conv_silu_bwd(xz, w_t, bias, gu, gxz, gw_part, gb_part):
                         gwk[d] += gp[d] * xt[d]
         gw_part[b] = gw
         gb_part[b] = gbl
+
+
+@njit(parallel=True, **_JIT)
+def mamba_scan_fwd(
+    u, dt, dt_bias, a_t, xdbl, boff, coff, d_skip, xz, y, ckpt, last_state, chunk, dblk
+):
+    """scan_fwd with Δ_t = softplus(dt_t + dt_bias) computed here (never stored).
+
+    B_t, C_t are read in place from the x_proj output ``xdbl`` (B, L, R + 2N) at
+    columns ``boff``/``coff``: no split, no copies.
+    """
+    batch, seqlen, dim = u.shape
+    nstate = a_t.shape[0]
+    nblk = (dim + dblk - 1) // dblk
+    for task in prange(batch * nblk):
+        b = task // nblk
+        d0 = (task % nblk) * dblk
+        dn = min(dblk, dim - d0)
+        d1 = d0 + dn
+        one = np.ones(1, dtype=u.dtype)[0]
+        h = np.zeros((nstate, dn), dtype=u.dtype)  # h_t[n, d] of this block
+        acc = np.empty(dn, dtype=u.dtype)  # s_t
+        dl = np.empty(dn, dtype=u.dtype)  # Δ_t
+        du = np.empty(dn, dtype=u.dtype)  # Δ_t x_t
+        dsk = d_skip[d0:d1]
+        dtb = dt_bias[d0:d1]
+        for t in range(seqlen):
+            if t % chunk == 0:
+                ckpt[b, t // chunk, :, d0:d1] = h
+            dtt = dt[b, t, d0:d1]
+            ut = u[b, t, d0:d1]
+            for d in range(dn):
+                dv = vsoftplus(dtt[d] + dtb[d])
+                dl[d] = dv
+                du[d] = dv * ut[d]
+                acc[d] = 0.0
+            for n in range(nstate):
+                bn = xdbl[b, t, boff + n]
+                cn = xdbl[b, t, coff + n]
+                ar = a_t[n, d0:d1]
+                hr = h[n]
+                for d in range(dn):
+                    hv = vexp(dl[d] * ar[d]) * hr[d] + du[d] * bn
+                    hr[d] = hv
+                    acc[d] += hv * cn
+            zt = xz[b, t, dim + d0 : dim + d1]
+            yt = y[b, t, d0:d1]
+            for d in range(dn):
+                zz = zt[d]
+                yt[d] = (acc[d] + dsk[d] * ut[d]) * zz / (one + vexp(-zz))
+        last_state[b, d0:d1, :] = h.T
+
+
+@njit(parallel=True, **_JIT)
+def mamba_scan_bwd(
+    u,
+    dt,
+    dt_bias,
+    a_t,
+    xdbl,
+    boff,
+    coff,
+    d_skip,
+    xz,
+    ckpt,
+    gy,
+    chunk,
+    dblk,
+    gu,
+    gdt,
+    gdtb_part,
+    ga_part,
+    gb_part,
+    gc_part,
+    gd_part,
+    gxz,
+):
+    """Backward of mamba_scan_fwd, chunk by chunk from the checkpoints.
+
+    Writes ḡx (gu, scan and D skip only), ḡ(dt_t) = ḡΔ_t σ(dt_t + dt_bias)
+    (gdt), the gate's ḡz into gxz's second half and per-task partial sums of
+    ḡdt_bias, ḡA, ḡB, ḡC, ḡD. With q_t[d] = Σ_n ḡh_t[n, d] B_t[n] the terms of
+    ḡΔ_t and ḡx_t that go through B_t x_t cost one pass per (t, d), not per n.
+    """
+    batch, seqlen, dim = u.shape
+    nstate = a_t.shape[0]
+    nblk = (dim + dblk - 1) // dblk
+    nchunk = (seqlen + chunk - 1) // chunk
+    for task in prange(batch * nblk):
+        b = task // nblk
+        blk = task % nblk
+        d0 = blk * dblk
+        dn = min(dblk, dim - d0)
+        d1 = d0 + dn
+        one = np.ones(1, dtype=u.dtype)[0]
+        zero = one - one
+        hbuf = np.empty((chunk + 1, nstate, dn), dtype=u.dtype)  # h_{t-1}, h_t
+        dabuf = np.empty((chunk, nstate, dn), dtype=u.dtype)  # exp(Δ_t A)
+        dlbuf = np.empty((chunk, dn), dtype=u.dtype)  # Δ_t
+        sgbuf = np.empty((chunk, dn), dtype=u.dtype)  # σ(dt_t + dt_bias)
+        ssbuf = np.empty((chunk, dn), dtype=u.dtype)  # s_t
+        gh = np.zeros((nstate, dn), dtype=u.dtype)
+        ga = np.zeros((nstate, dn), dtype=u.dtype)
+        gdsk = np.zeros(dn, dtype=u.dtype)
+        gdtb = np.zeros(dn, dtype=u.dtype)
+        du = np.empty(dn, dtype=u.dtype)
+        gs = np.empty(dn, dtype=u.dtype)
+        gdl = np.empty(dn, dtype=u.dtype)
+        q = np.empty(dn, dtype=u.dtype)
+        dsk = d_skip[d0:d1]
+        dtb = dt_bias[d0:d1]
+        for c in range(nchunk - 1, -1, -1):
+            t0 = c * chunk
+            tlen = min(chunk, seqlen - t0)
+            hbuf[0] = ckpt[b, c, :, d0:d1]
+            # Recompute Δ_t, h_t and s_t of this chunk; keep exp(Δ_t A) for reuse.
+            for j in range(tlen):
+                t = t0 + j
+                dtt = dt[b, t, d0:d1]
+                ut = u[b, t, d0:d1]
+                dl = dlbuf[j]
+                sg = sgbuf[j]
+                ss = ssbuf[j]
+                for d in range(dn):
+                    xv = dtt[d] + dtb[d]
+                    dl[d] = vsoftplus(xv)
+                    sg[d] = one / (one + vexp(-xv))
+                    du[d] = dl[d] * ut[d]
+                    ss[d] = 0.0
+                for n in range(nstate):
+                    bn = xdbl[b, t, boff + n]
+                    cn = xdbl[b, t, coff + n]
+                    ar = a_t[n, d0:d1]
+                    hp = hbuf[j, n]
+                    hn = hbuf[j + 1, n]
+                    dar = dabuf[j, n]
+                    for d in range(dn):
+                        da = vexp(dl[d] * ar[d])
+                        dar[d] = da
+                        hv = da * hp[d] + du[d] * bn
+                        hn[d] = hv
+                        ss[d] += hv * cn
+            for j in range(tlen - 1, -1, -1):
+                t = t0 + j
+                dl = dlbuf[j]
+                ut = u[b, t, d0:d1]
+                zt = xz[b, t, dim + d0 : dim + d1]
+                gyt = gy[b, t, d0:d1]
+                gzt = gxz[b, t, dim + d0 : dim + d1]
+                gut = gu[b, t, d0:d1]
+                ss = ssbuf[j]
+                for d in range(dn):
+                    zz = zt[d]
+                    sig = one / (one + vexp(-zz))
+                    g = gyt[d]
+                    pre = ss[d] + dsk[d] * ut[d]
+                    gzt[d] = g * pre * sig * (one + zz * (one - sig))
+                    gs[d] = g * zz * sig  # ḡs_t
+                    gdsk[d] += gs[d] * ut[d]
+                    gut[d] = gs[d] * dsk[d]
+                    gdl[d] = 0.0
+                    q[d] = 0.0
+                    du[d] = dl[d] * ut[d]
+                for n in range(nstate):
+                    bn = xdbl[b, t, boff + n]
+                    cn = xdbl[b, t, coff + n]
+                    ar = a_t[n, d0:d1]
+                    hn = hbuf[j + 1, n]
+                    hp = hbuf[j, n]
+                    dar = dabuf[j, n]
+                    ghr = gh[n]
+                    gar = ga[n]
+                    acc_c = zero
+                    acc_b = zero
+                    for d in range(dn):
+                        ght = ghr[d] + gs[d] * cn  # ḡh_t
+                        acc_c += gs[d] * hn[d]
+                        da = dar[d]
+                        tmp = ght * da * hp[d]  # ḡh_t exp(Δ_t A) h_{t-1}
+                        gdl[d] += tmp * ar[d]
+                        gar[d] += tmp * dl[d]
+                        acc_b += ght * du[d]
+                        q[d] += ght * bn
+                        ghr[d] = ght * da  # ḡh_{t-1}
+                    gc_part[b, blk, t, n] = acc_c
+                    gb_part[b, blk, t, n] = acc_b
+                sg = sgbuf[j]
+                gdtt = gdt[b, t, d0:d1]
+                for d in range(dn):
+                    gut[d] += q[d] * dl[d]
+                    gv = (gdl[d] + q[d] * ut[d]) * sg[d]  # ḡΔ_t softplus'
+                    gdtt[d] = gv
+                    gdtb[d] += gv
+        ga_part[b, :, d0:d1] = ga
+        gd_part[b, d0:d1] = gdsk
+        gdtb_part[b, d0:d1] = gdtb
 
 
 # The cached one-token step of abcmamba.kernels.decode: too little work per

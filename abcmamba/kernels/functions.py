@@ -59,6 +59,11 @@ def _warm_up(dtype: torch.dtype) -> None:
     d_skip = torch.randn(dim, generator=gen, dtype=dtype)
     y, _ = SelectiveScanFn.apply(u, delta, a, bm, cm, d_skip, xz)
     y.sum().backward()
+    rank = 2
+    xproj_w = torch.randn(rank + 2 * nstate, dim, generator=gen, dtype=dtype)
+    dtproj_w = torch.randn(dim, rank, generator=gen, dtype=dtype)
+    y, _ = MambaInnerFn.apply(xz, w, bias, xproj_w, dtproj_w, bias, a, d_skip)
+    y.sum().backward()
 
 
 def _ready():
@@ -190,6 +195,158 @@ class ConvSiluFn(torch.autograd.Function):
         gw = gw_part.sum(0).t().reshape(ctx.weight_shape)
         gb = gb_part.sum(0) if ctx.has_bias else None
         return gxz, gw, gb
+
+
+class MambaInnerFn(torch.autograd.Function):
+    """The Mamba block from in_proj's output to out_proj's input, in one piece.
+
+    Per token (x, z = the halves of xz; R = dt rank, N = state size)::
+
+        x_t          = silu(causal depthwise conv(x)_t)            (B, L, D)
+        dt_t, B_t, C_t = split(x_proj(x_t), [R, N, N])              (B, L, R+2N)
+        Δ_t          = softplus(dt_proj.weight dt_t + dt_proj.bias) (B, L, D)
+        y_t          = (scan(x, Δ, A, B, C)_t + D x_t) silu(z_t)     (B, L, D)
+
+    The conv and the scan (with the softplus, D skip and gate) are numba
+    kernels, the two small projections torch GEMMs. B_t and C_t are read in
+    place from x_proj's output, and Δ never exists as a tensor. Saved for the
+    backward: xz, x_proj's output (R + 2N per token) and the chunk
+    checkpoints; x_t and dt_proj's output are recomputed there (a conv pass and
+    a rank-R GEMM), which is cheaper than keeping two more (B, L, D) tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_skip):
+        nk = _ready()
+        batch, seqlen, dim2 = xz.shape
+        dim = dim2 // 2
+        rank = dtproj_w.shape[1]
+        nstate = a.shape[1]
+        xz = xz.contiguous()
+        w_t = conv_w.reshape(dim, -1).t().contiguous()  # (K, D)
+        has_conv_bias = conv_b is not None
+        cb = conv_b.contiguous() if has_conv_bias else torch.zeros(dim, dtype=xz.dtype)
+        u = torch.empty(batch, seqlen, dim, dtype=xz.dtype)  # x after conv+SiLU
+        nk.conv_silu_fwd(_np(xz), _np(w_t), _np(cb), _np(u))
+        xdbl = torch.mm(u.view(-1, dim), xproj_w.t())  # (B*L, R+2N)
+        dt = torch.mm(xdbl[:, :rank], dtproj_w.t())  # (B*L, D), bias in the kernel
+        a_t = a.t().contiguous()  # (N, D)
+        d_skip = d_skip.contiguous()
+        dtproj_b = dtproj_b.contiguous()
+        nchunk = (seqlen + CHUNK - 1) // CHUNK
+        y = torch.empty_like(u)
+        ckpt = torch.empty(batch, nchunk, nstate, dim, dtype=u.dtype)  # (B, L/T, N, D)
+        last = torch.empty(batch, dim, nstate, dtype=u.dtype)  # (B, D, N)
+        xdbl3 = xdbl.view(batch, seqlen, -1)
+        nk.mamba_scan_fwd(
+            _np(u),
+            _np(dt.view(batch, seqlen, dim)),
+            _np(dtproj_b),
+            _np(a_t),
+            _np(xdbl3),
+            rank,
+            rank + nstate,
+            _np(d_skip),
+            _np(xz),
+            _np(y),
+            _np(ckpt),
+            _np(last),
+            CHUNK,
+            DBLK,
+        )
+        ctx.save_for_backward(
+            xz, w_t, cb, xproj_w, dtproj_w, dtproj_b, a_t, d_skip, xdbl3, ckpt
+        )
+        ctx.has_conv_bias = has_conv_bias
+        ctx.conv_shape = conv_w.shape
+        ctx.mark_non_differentiable(last)
+        return y, last
+
+    @staticmethod
+    def backward(ctx, gy, _glast):
+        nk = _ready()
+        xz, w_t, cb, xproj_w, dtproj_w, dtproj_b, a_t, d_skip, xdbl3, ckpt = (
+            ctx.saved_tensors
+        )
+        batch, seqlen, dim2 = xz.shape
+        dim = dim2 // 2
+        rank = dtproj_w.shape[1]
+        nstate = a_t.shape[0]
+        nblk = (dim + DBLK - 1) // DBLK
+        dtype = xz.dtype
+        # Recompute x_t and dt_proj's output (see the class docstring).
+        u = torch.empty(batch, seqlen, dim, dtype=dtype)
+        nk.conv_silu_fwd(_np(xz), _np(w_t), _np(cb), _np(u))
+        xdbl = xdbl3.view(batch * seqlen, -1)
+        dt_low = xdbl[:, :rank]  # (B*L, R)
+        dt = torch.mm(dt_low, dtproj_w.t())  # (B*L, D)
+        gy = gy.contiguous()
+        gu = torch.empty_like(u)
+        gdt = torch.empty_like(u)
+        gdtb_part = torch.empty(batch, dim, dtype=dtype)
+        ga_part = torch.empty(batch, nstate, dim, dtype=dtype)
+        gb_part = torch.empty(batch, nblk, seqlen, nstate, dtype=dtype)
+        gc_part = torch.empty(batch, nblk, seqlen, nstate, dtype=dtype)
+        gd_part = torch.empty(batch, dim, dtype=dtype)
+        # Every element is written: the scan fills the z half, the conv the x half.
+        gxz = torch.empty_like(xz)
+        nk.mamba_scan_bwd(
+            _np(u),
+            _np(dt.view(batch, seqlen, dim)),
+            _np(dtproj_b),
+            _np(a_t),
+            _np(xdbl3),
+            rank,
+            rank + nstate,
+            _np(d_skip),
+            _np(xz),
+            _np(ckpt),
+            _np(gy),
+            CHUNK,
+            DBLK,
+            _np(gu),
+            _np(gdt),
+            _np(gdtb_part),
+            _np(ga_part),
+            _np(gb_part),
+            _np(gc_part),
+            _np(gd_part),
+            _np(gxz),
+        )
+        gdt2 = gdt.view(-1, dim)
+        gxdbl = torch.empty_like(xdbl)  # ḡ of x_proj's output: (ḡdt, ḡB, ḡC)
+        torch.mm(gdt2, dtproj_w, out=gxdbl[:, :rank])
+        gxdbl[:, rank : rank + nstate] = gb_part.sum(1).view(-1, nstate)
+        gxdbl[:, rank + nstate :] = gc_part.sum(1).view(-1, nstate)
+        g_dtproj_w = torch.mm(gdt2.t(), dt_low)  # (D, R)
+        u2 = u.view(-1, dim)
+        g_xproj_w = torch.mm(gxdbl.t(), u2)  # (R+2N, D)
+        gu.view(-1, dim).addmm_(gxdbl, xproj_w)  # x_t also feeds x_proj
+        gw_part = torch.empty(batch, w_t.shape[0], dim, dtype=dtype)  # (B, K, D)
+        gcb_part = torch.empty(batch, dim, dtype=dtype)
+        nk.conv_silu_bwd(
+            _np(xz), _np(w_t), _np(cb), _np(gu), _np(gxz), _np(gw_part), _np(gcb_part)
+        )
+        g_conv_w = gw_part.sum(0).t().reshape(ctx.conv_shape)
+        g_conv_b = gcb_part.sum(0) if ctx.has_conv_bias else None
+        return (
+            gxz,
+            g_conv_w,
+            g_conv_b,
+            g_xproj_w,
+            g_dtproj_w,
+            gdtb_part.sum(0),
+            ga_part.sum(0).t(),
+            gd_part.sum(0),
+        )
+
+
+def mamba_inner(xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_skip):
+    """The fused Mamba block core: y (B, L, D) ready for out_proj, last state (B, D, N)."""
+    load_kernels()
+    return MambaInnerFn.apply(
+        xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_skip
+    )
 
 
 def selective_scan(u, delta, a, bm, cm, d_skip, xz):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from transformers.models.mamba import modeling_mamba as mm
 
 from abcmamba.compat import mixer_cache, mixer_mask
-from abcmamba.kernels.functions import conv_silu, selective_scan
+from abcmamba.kernels.functions import conv_silu, mamba_inner, selective_scan
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
@@ -45,6 +45,20 @@ class CpuKernelMambaMixer(mm.MambaMixer):
         seq_len = hidden_states.shape[1]
         hidden_states = mm.apply_mask_to_padding_states(hidden_states, attention_mask)
         xz = self.in_proj(hidden_states)  # (B, L, 2D): x, then the gate z
+        a = -torch.exp(self.A_log.float()).to(xz.dtype)  # (D, N)
+        if cache_params is None and attention_mask is None:
+            # Training and plain scoring: conv, projections, scan and gate fused.
+            y, _ = mamba_inner(
+                xz,
+                self.conv1d.weight,
+                self.conv1d.bias,
+                self.x_proj.weight,
+                self.dt_proj.weight,
+                self.dt_proj.bias,
+                a,
+                self.D.to(xz.dtype),
+            )
+            return self.out_proj(y)  # (B, L, H)
 
         fresh = (
             cache_params is None or cache_params.get_conv_state(self.layer_idx) is None
@@ -81,7 +95,6 @@ class CpuKernelMambaMixer(mm.MambaMixer):
         delta = F.softplus(
             F.linear(dt, self.dt_proj.weight, self.dt_proj.bias)
         )  # (B, L, D)
-        a = -torch.exp(self.A_log.float()).to(u.dtype)  # (D, N)
         y, last_state = selective_scan(u, delta, a, bm, cm, self.D.to(u.dtype), xz)
         if cache_params is not None:
             cache_params.update_recurrent_state(last_state, self.layer_idx)
