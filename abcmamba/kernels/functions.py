@@ -6,7 +6,10 @@ start of every ``chunk`` steps and recomputes the states inside the backward.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import threading
 import time
 
 import torch
@@ -27,6 +30,7 @@ def load_kernels():
     if _kernels is not None:
         return _kernels
     start = time.perf_counter()
+    _choose_threading_layer()
     from abcmamba.kernels import _numba_scan as nk
 
     _kernels = nk
@@ -42,6 +46,42 @@ def load_kernels():
         time.perf_counter() - start,
     )
     return nk
+
+
+def _choose_threading_layer() -> None:
+    """Prefer numba's own thread pool ("workqueue") to its OpenMP layer.
+
+    numba's OpenMP layer links the system libgomp, a second OpenMP runtime next
+    to the one torch ships: each pool's threads spin after every parallel
+    region while the other's work, and on a machine with few cores the
+    kernel/GEMM hand-offs of every layer then cost more than the kernels
+    (small preset, 2 cores: ~3x the wall time of a step). workqueue threads
+    sleep instead. It is not thread-safe, so launches hold _LAUNCH. An
+    explicit NUMBA_THREADING_LAYER, or a layer numba already started, wins.
+    """
+    import numba
+
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        return
+    try:
+        numba.threading_layer()  # raises until the first parallel launch
+    except ValueError:
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+#: parallel kernel launches, one at a time (the workqueue layer is not thread-safe)
+_LAUNCH = threading.Lock()
+
+
+def _serialized(fn):
+    """Run an autograd forward/backward holding _LAUNCH (e.g. a threaded server)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _LAUNCH:
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _warm_up(dtype: torch.dtype) -> None:
@@ -86,6 +126,7 @@ class SelectiveScanFn(torch.autograd.Function):
     """y = (scan(u, delta, A, B, C) + D*u) * silu(z); z is the second half of xz."""
 
     @staticmethod
+    @_serialized
     def forward(ctx, u, delta, a, bm, cm, d_skip, xz):
         nk = _ready()
         batch, seqlen, dim = u.shape
@@ -116,6 +157,7 @@ class SelectiveScanFn(torch.autograd.Function):
         return y, last
 
     @staticmethod
+    @_serialized
     def backward(ctx, gy, _glast):
         nk = _ready()
         u, delta, a_t, bm, cm, d_skip, xz, ckpt = ctx.saved_tensors
@@ -159,6 +201,7 @@ class ConvSiluFn(torch.autograd.Function):
     """u = silu(causal depthwise conv1d(x)); x is the first half of xz (B, L, 2D)."""
 
     @staticmethod
+    @_serialized
     def forward(ctx, xz, weight, bias):
         nk = _ready()
         batch, seqlen, dim2 = xz.shape
@@ -175,6 +218,7 @@ class ConvSiluFn(torch.autograd.Function):
         return u
 
     @staticmethod
+    @_serialized
     def backward(ctx, gu):
         nk = _ready()
         xz, w, b = ctx.saved_tensors
@@ -216,6 +260,7 @@ class MambaInnerFn(torch.autograd.Function):
     """
 
     @staticmethod
+    @_serialized
     def forward(ctx, xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_skip):
         nk = _ready()
         batch, seqlen, dim2 = xz.shape
@@ -263,6 +308,7 @@ class MambaInnerFn(torch.autograd.Function):
         return y, last
 
     @staticmethod
+    @_serialized
     def backward(ctx, gy, _glast):
         nk = _ready()
         xz, w_t, cb, xproj_w, dtproj_w, dtproj_b, a_t, d_skip, xdbl3, ckpt = (
