@@ -191,6 +191,31 @@ def test_ties_join_chord_notes_one_by_one(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_tie_follows_its_voice_from_bar_to_bar():
+    # abc2xml writes a staff's lone voice straight into the measure and the
+    # same voice as <voice>2 in a bar it shares: the tie still holds
+    from abcmamba.convert.render import sounding_parts
+
+    tied, held, upper = (
+        music21.note.Note("E4", quarterLength=4),
+        music21.note.Note("E4", quarterLength=4),
+        music21.note.Note("C5", quarterLength=4),
+    )
+    tied.tie, held.tie = music21.tie.Tie("start"), music21.tie.Tie("stop")
+    first, second = music21.stream.Measure(number=1), music21.stream.Measure(number=2)
+    first.append(tied)
+    second.insert(0, music21.stream.Voice([upper], id="1"))
+    second.insert(0, music21.stream.Voice([held], id="2"))
+    part = music21.stream.Part()
+    part.append([first, second])
+    score = sounding_parts(music21.stream.Score([part]))
+    played = sorted(
+        (n.getOffsetInHierarchy(score), n.pitch.midi, n.quarterLength)
+        for n in score.recurse().notes
+    )
+    assert played == [(0.0, 64, 8.0), (4.0, 72, 4.0)]
+
+
 def test_tuplets_and_chords(tmp_path):
     abc = tune("(3ABc d2 [CEG]4 |")
     notes = midi_notes(abc, tmp_path)
@@ -403,6 +428,19 @@ def test_two_voices_on_one_staff_keep_their_unisons(tmp_path):
     notes = midi_notes(abc, tmp_path)
     assert [n for n in notes if n[1] == 62] == [(0.5, 62, 3.5), (1.0, 62, 1.0)]
     agrees_with_abc2midi(abc)
+
+
+def test_voice_ids_abc2midi_runs_together_are_renamed_for_it():
+    # abc2midi numbers named voices 1, 2, ... (V:s is its voice 1) and stops
+    # an id at "_" (P1_1 and P1_2 are one voice P1): both would be played
+    # one voice after the other
+    head = "M:4/4\nL:1/4\nK:C"
+    for ids in (("s", "1"), ("P1_1", "P1_2")):
+        abc = tune(f"V:{ids[0]}\nCDEF|\nV:{ids[1]}\nGABc|\n[V:{ids[0]}]EFGA|", head)
+        agrees_with_abc2midi(abc)
+        assert len(re.findall(r"(?m)^V:voice\d", reference_abc(abc))) == 2
+    abc = tune("V:1\nCDEF|\nV:2\nGABc|", head)
+    assert reference_abc(abc).count("V:voice") == 0
 
 
 CONFORMANCE = split_tunes((DATA / "conformance.abc").read_text(encoding="utf-8"))

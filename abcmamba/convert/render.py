@@ -31,8 +31,7 @@ def abc_to_midi(abc: str, path: str | Path) -> Path:
     import music21
 
     score = playable(abc_to_score(pitched_percussion_clefs(abc), expand=True))
-    _sound_transpositions(score)
-    score = _notes_tied_by_pitch(_part_per_voice(score))
+    score = sounding_parts(score)
     mf = music21.midi.translate.streamToMidiFile(score)
     _assign_channels(mf, score)
     mf.open(str(path), "wb")
@@ -41,6 +40,14 @@ def abc_to_midi(abc: str, path: str | Path) -> Path:
     finally:
         mf.close()
     return Path(path)
+
+
+def sounding_parts(score):
+    """A played-out score as notes for music21's MIDI writer: sounding pitches,
+    ties joined note by note, one part per voice."""
+    _sound_transpositions(score)
+    _notes_tied_by_pitch(score)
+    return _part_per_voice(score)
 
 
 def _sound_transpositions(score) -> None:
@@ -84,47 +91,74 @@ def _part_per_voice(score):
     return split
 
 
-def _notes_tied_by_pitch(score):
-    """A score of flat parts in which every chord is single notes and every
-    tie is already joined, note by note.
+def _notes_tied_by_pitch(score) -> None:
+    """Join every tie note by note, in place: chords become single notes and
+    a tied note takes the length of the notes tied to it; no tie is left.
 
     A tie joins a note to the next note of the same pitch in its voice, also
     into or out of a chord (``C2-[CE]2``, ``[CE-]2[CE]2``), as abc2midi plays
     it; music21's MIDI writer ties whole chords (a tie on one chord note
     holds all of them, and a note tied into a chord takes the chord along).
+    Done before the voices become parts: abc2xml's MusicXML may move a voice
+    from one staff voice to another between bars, tie and all.
     """
     import music21
 
-    flat_score = music21.stream.Score()
     for part in score.parts:
-        flat = part.flatten()
-        for chord in list(flat.getElementsByClass(music21.chord.Chord)):
-            offset = chord.getOffsetBySite(flat)
-            for member in chord.notes:
-                note = music21.note.Note(
-                    member.pitch, quarterLength=chord.quarterLength
-                )
-                note.volume = chord.volume
-                note.tie = member.tie
-                flat.insert(offset, note)
-            flat.remove(chord)
-        open_ties: dict[int, tuple[music21.note.Note, float]] = (
-            {}
-        )  # pitch -> (note, end)
-        for note in list(flat.getElementsByClass(music21.note.Note)):
-            start, tie = note.getOffsetBySite(flat), note.tie
+        placed = []  # (offset in the part, note, its stream)
+        for site, base in _note_sites(part):
+            for element in list(site.notes):
+                offset = base + element.offset
+                if not isinstance(element, music21.chord.Chord):
+                    placed.append((offset, element, site))
+                    continue
+                for member in element.notes:
+                    note = music21.note.Note(
+                        member.pitch, quarterLength=element.quarterLength
+                    )
+                    note.volume, note.tie = element.volume, member.tie
+                    site.insert(element.offset, note)
+                    placed.append((offset, note, site))
+                site.remove(element)
+        placed.sort(key=lambda item: item[0])
+        # pitch -> [note, where it ends, its voice] of notes tied onwards
+        held: dict[int, list[list]] = {}
+        for offset, note, site in placed:
+            if isinstance(note, music21.note.Unpitched):
+                continue
+            tie, key, voice = note.tie, note.pitch.midi, _voice_id(site)
             note.tie = None
-            held = open_ties.pop(note.pitch.midi, None)
-            if held and abs(held[1] - start) < 1e-6 and tie and tie.type != "start":
-                held[0].quarterLength += note.quarterLength
-                flat.remove(note)
+            ends_here = [h for h in held.get(key, []) if abs(h[1] - offset) < 1e-6]
+            if tie and tie.type != "start" and ends_here:
+                # its own voice's tie first (abc2xml may move a voice between bars)
+                tied_to = next((h for h in ends_here if h[2] == voice), ends_here[0])
+                tied_to[0].quarterLength += note.quarterLength
+                site.remove(note)
+                held[key].remove(tied_to)
                 if tie.type == "continue":
-                    open_ties[note.pitch.midi] = (held[0], start + note.quarterLength)
+                    tied_to[1] = offset + note.quarterLength
+                    held[key].append(tied_to)
             elif tie and tie.type in ("start", "continue"):
-                open_ties[note.pitch.midi] = (note, start + note.quarterLength)
-        flat.editorial.percussion = part.editorial.get("percussion")
-        flat_score.insert(0, flat)
-    return flat_score
+                held.setdefault(key, []).append(
+                    [note, offset + note.quarterLength, voice]
+                )
+
+
+def _voice_id(site):
+    import music21
+
+    return site.id if isinstance(site, music21.stream.Voice) else None
+
+
+def _note_sites(part):
+    """(stream, its offset in the part) of the part, its measures and voices."""
+    import music21
+
+    yield part, 0.0
+    for measure in part.getElementsByClass(music21.stream.Measure):
+        yield measure, measure.offset
+        for voice in measure.voices:
+            yield voice, measure.offset + voice.offset
 
 
 def _assign_channels(mf, score) -> None:
