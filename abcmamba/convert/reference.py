@@ -11,7 +11,8 @@ keep them as marks.  Two abc2midi misreadings are written around so that it
 plays what the standard says: a ``>`` before a staccato dot (ignored by
 abc2midi), a staccato dot before a chord symbol or decoration (dropped), an
 octave clef followed by other settings in a ``V:`` line (ignored), a staccato chord with its length outside the brackets (played
-full length) and the invisible bar line ``[|]``.
+full length), the invisible bar line ``[|]`` and voice ids it runs together
+(``V:s`` with ``V:1``, ``V:P1_1`` with ``V:P1_2``; see :func:`_voice_labels`).
 ``%%MIDI ratio`` (abc2midi's swing of ``>``), ``%%MIDI trim`` (gaps between
 notes) and drones are dropped for the
 same reason, and drum notes (channel 10) are not compared.
@@ -69,6 +70,9 @@ _VOICE_OCTAVE_CLEF = re.compile(
 # abc2midi misreads the invisible bar line `[|]` (it repeats notes).
 _INVISIBLE_BAR = re.compile(r"\[\|\](?=([|:]?))")
 
+# A voice id in a V: line or an inline [V:] field.
+_VOICE_ID = re.compile(r"(^V:[ \t]*|\[V:[ \t]*)([^\s\]%]+)", re.M)
+
 _PLAYBACK_ONLY = re.compile(r"^%%MIDI\s+(?:ratio|trim|drone|droneon)\b")
 
 
@@ -102,8 +106,31 @@ def notes_from_midi(path: str | Path) -> list[Note]:
     return notes
 
 
+def _voice_labels(abc: str) -> str:
+    """Voice ids renamed where abc2midi would run two voices into one.
+
+    abc2midi numbers named voices 1, 2, ... in order of appearance, so in a
+    tune with ``V:s``, ``V:a``, ``V:1`` and ``V:2`` the voice ``s`` and the
+    voice ``1`` are one voice to it, played one after the other; and it stops
+    reading an id at a character other than a letter or digit (``V:P1_1``
+    and ``V:P1_2`` are one voice ``P1``).  The standard makes every id its
+    own voice; with all ids plain names, abc2midi numbers them apart.
+    """
+    ids = list(dict.fromkeys(m.group(2) for m in _VOICE_ID.finditer(abc)))
+    numbered = [i for i in ids if i.isdigit()]
+    plain = all(i.isalnum() and i.isascii() for i in ids)
+    if plain and (not numbered or len(numbered) == len(ids)):
+        return abc
+    prefix = "voice"
+    while any(i.startswith(prefix) for i in ids):
+        prefix += "x"
+    names = {voice_id: f"{prefix}{k}" for k, voice_id in enumerate(ids, start=1)}
+    return _VOICE_ID.sub(lambda m: m.group(1) + names[m.group(2)], abc)
+
+
 def reference_abc(abc: str) -> str:
     """The tune with performance-only decorations removed, for abc2midi."""
+    abc = _voice_labels(abc)
     body_lines = []
     for line in abc.splitlines():
         if line.startswith("X:"):
