@@ -384,6 +384,13 @@ def test_key_of_explicit_accidentals_plays(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_aeolian_and_ionian_modes(tmp_path):
+    # ABC 2.1 names seven modes; abc2xml reads "aeo" and "ion" as major
+    abc = tune("G2 c2 [K:Dion] c2 f2 |", "M:4/4\nL:1/8\nK:EAeo")
+    assert pitches(abc, tmp_path) == [67, 72, 73, 78]
+    agrees_with_abc2midi(abc)
+
+
 def test_bagpipe_key_sounds_f_and_c_sharp(tmp_path):
     abc = tune("A2 c2 f2 g2 | a8 |", "M:4/4\nL:1/8\nK:HP")
     assert pitches(abc, tmp_path) == [69, 73, 78, 79, 81]

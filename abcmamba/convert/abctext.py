@@ -16,8 +16,9 @@ implementation; this module settles the differences in the text itself:
 - a percussion clef sounds its written notes unless the tune uses the drum
   channel;
 - a grace group right after ``>``/``<`` is dropped (abc2xml loses the rhythm);
-- ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp, and a key's explicit
-  accidentals are spaced apart (``K:C^f^c``);
+- ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp, a key's explicit
+  accidentals are spaced apart (``K:C^f^c``), and the aeolian and ionian
+  modes are written as minor and major;
 - ``%%MIDI transpose`` holds from where it is written (render plays it).
 """
 
@@ -264,6 +265,19 @@ def bagpipe_keys(abc: str) -> str:
     """``K:HP``/``K:Hp`` (Highland pipes) as ``K:Amix``: the F and C sharp that
     abc2midi plays; abc2xml would read no key at all."""
     return _PIPES_KEY.sub(r"\1Amix", abc)
+
+
+_SYNONYM_MODE = re.compile(
+    r"(^K:\s*|\[K:\s*)([A-G][#b]?)\s*(?:(aeo)|ion)[a-z]*(?=[\s\]%]|$)", re.M | re.I
+)
+
+
+def plain_key_modes(abc: str) -> str:
+    """``K:EAeo`` as ``K:Em`` and ``K:Dion`` as ``K:D``: abc2xml knows no
+    aeolian or ionian mode and reads them as major."""
+    return _SYNONYM_MODE.sub(
+        lambda m: m.group(1) + m.group(2) + ("m" if m.group(3) else ""), abc
+    )
 
 
 _GRACE_AFTER_BROKEN = re.compile(r"([<>]+)\s*\{[^}\n]*\}")
