@@ -450,6 +450,16 @@ def test_voice_ids_abc2midi_runs_together_are_renamed_for_it():
     assert reference_abc(abc).count("V:voice") == 0
 
 
+def test_user_defined_trill_is_not_played_out_by_the_reference():
+    # abc2midi realises a trill defined as a symbol (U:W = !trill!) as notes;
+    # like !trill!, it is left out of the comparison
+    abc = tune(
+        "WC UD .E2 | tF4 |", "U:W = !trill!\nU: t=!trill!\nU:U = !fermata!\nL:1/4\nK:C"
+    )
+    assert "WC" not in reference_abc(abc) and "UD" in reference_abc(abc)
+    agrees_with_abc2midi(abc)
+
+
 CONFORMANCE = split_tunes((DATA / "conformance.abc").read_text(encoding="utf-8"))
 
 

@@ -5,7 +5,7 @@ times in quarter notes, so tempo, velocity, channel and track layout do not
 matter. abc2midi is run with ``-NGUI -NGRA -NFER`` (no guitar-chord
 accompaniment, grace notes or fermata lengthening) and the tune is stripped of
 performance-only decorations first (see :func:`reference_abc`): rolls,
-trills, chord arpeggiation and hornpipe swing are abc2midi's own
+trills (also as ``U:`` symbols), chord arpeggiation and hornpipe swing are abc2midi's own
 realisation, not notes written in the score; music21, MusicXML and engraving
 keep them as marks.  Two abc2midi misreadings are written around so that it
 plays what the standard says: a ``>`` before a staccato dot (ignored by
@@ -73,6 +73,9 @@ _INVISIBLE_BAR = re.compile(r"\[\|\](?=([|:]?))")
 # A voice id in a V: line or an inline [V:] field.
 _VOICE_ID = re.compile(r"(^V:[ \t]*|\[V:[ \t]*)([^\s\]%]+)", re.M)
 
+# A user-defined symbol: "U:W = !trill!" (also "+trill+").
+_USER_SYMBOL = re.compile(r"^U:\s*([~H-Wh-w])\s*=\s*([!+][^!+]*[!+])", re.M)
+
 _PLAYBACK_ONLY = re.compile(r"^%%MIDI\s+(?:ratio|trim|drone|droneon)\b")
 
 
@@ -131,6 +134,12 @@ def _voice_labels(abc: str) -> str:
 def reference_abc(abc: str) -> str:
     """The tune with performance-only decorations removed, for abc2midi."""
     abc = _voice_labels(abc)
+    # letters the tune defines as rolls, trills, ... (U:W = !trill!)
+    performed = "~TR" + "".join(
+        letter
+        for letter, mark in _USER_SYMBOL.findall(abc)
+        if _PERFORMANCE_DECORATIONS.fullmatch("!" + mark[1:-1] + "!")
+    )
     body_lines = []
     for line in abc.splitlines():
         if line.startswith("X:"):
@@ -147,7 +156,7 @@ def reference_abc(abc: str) -> str:
             body_lines.append(line)
             continue
         line = _PERFORMANCE_DECORATIONS.sub("", line)
-        line = _strip_outside_quotes(line, "~TR")  # R: abc2midi's roll
+        line = _strip_outside_quotes(line, performed)  # R: abc2midi's roll
         line = _STACCATO_BEFORE_DECORATION.sub(r"\1.", line)
         line = _BROKEN_STACCATO.sub(r"\1[.\2]", line)
         line = _STACCATO_CHORD.sub(
