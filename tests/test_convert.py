@@ -460,6 +460,13 @@ def test_user_defined_trill_is_not_played_out_by_the_reference():
     agrees_with_abc2midi(abc)
 
 
+def test_part_starts_in_the_key_an_inline_field_left(tmp_path):
+    # P:B follows an inline [K:F] in the text: it is in F, played first or not
+    abc = tune("P:A\nC2 [K:F] B2|\nP:B\nB2 c2|", "M:2/4\nL:1/8\nP:BA\nK:D")
+    assert pitches(abc, tmp_path) == [70, 72, 61, 70]
+    agrees_with_abc2midi(abc)
+
+
 CONFORMANCE = split_tunes((DATA / "conformance.abc").read_text(encoding="utf-8"))
 
 

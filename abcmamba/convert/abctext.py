@@ -642,6 +642,9 @@ def parse_part_order(spec: str) -> list[str]:
     return sequence(0)[0]
 
 
+_INLINE_KLM = re.compile(r"\[([KLM]):([^\]\n]*)\]")
+
+
 def _parts(abc: str) -> tuple[list[str], list[str], dict[str, list[str]]] | None:
     """(header, play order, body lines per part) if the tune has P: parts."""
     header, body = split_header(abc)
@@ -650,8 +653,9 @@ def _parts(abc: str) -> tuple[list[str], list[str], dict[str, list[str]]] | None
         return None
     order = parse_part_order(order_fields[0])
     sections: dict[str, list[str]] = {}
-    # The M:, L: and K: in force where each part starts, so a part played
-    # again after a key change is in its own key, as abc2midi plays it.
+    # The M:, L: and K: in force where each part starts (also from an inline
+    # [K:] before it), so a part played again after a key change is in its
+    # own key, as abc2midi plays it.
     state = {line[0]: line for line in header if line[:2] in ("M:", "L:", "K:")}
     current = None
     for line in body:
@@ -663,6 +667,9 @@ def _parts(abc: str) -> tuple[list[str], list[str], dict[str, list[str]]] | None
             sections[current].append(line)
         if line[:2] in ("M:", "L:", "K:"):
             state[line[0]] = line
+        elif not _NOT_MUSIC.match(line):  # an inline change holds on too
+            for field in _INLINE_KLM.finditer(line):
+                state[field.group(1)] = f"{field.group(1)}:{field.group(2)}"
     if len(order) < 2 or not sections or any(p not in sections for p in order):
         return None
     return [h for h in header if not h.startswith("P:")], order, sections
