@@ -220,7 +220,12 @@ def abc2midi_notes(abc: str, literal: bool = False) -> list[Note]:
         )
         if not out.exists():
             raise RuntimeError(f"abc2midi wrote no MIDI: {proc.stdout.strip()[:200]}")
-        return notes_from_midi(out)
+        notes = notes_from_midi(out)
+        errors = [line for line in proc.stdout.splitlines() if line.startswith("Error")]
+        if not notes and errors:
+            # e.g. a length it cannot read ("e/3"): the MIDI it writes is empty
+            raise RuntimeError(f"abc2midi played no notes: {errors[-1][:200]}")
+        return notes
 
 
 def our_notes(abc: str) -> list[Note]:
