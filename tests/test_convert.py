@@ -414,6 +414,15 @@ def test_midi_transpose_directive(tmp_path):
     agrees_with_abc2midi(keyed)
 
 
+def test_header_midi_transpose_shifts_every_voice(tmp_path):
+    # abc2midi transposes all voices by a header %%MIDI transpose, on top of a
+    # voice's own transpose=; abc2xml applied it to no voice
+    head = "L:1/4\n%%MIDI transpose -2\nV:1\nK:C"
+    abc = tune("V:1\nCE|\nV:2 transpose=1\nCE|\n[V:3]CE|", head)
+    assert sorted(pitches(abc, tmp_path)) == [58, 58, 59, 62, 62, 63]
+    agrees_with_abc2midi(abc)
+
+
 def test_drum_voice_goes_to_channel_10_and_voices_get_own_channels(tmp_path):
     abc = tune("V:1\nd2f2 a2f2 | d8 |]\nV:2\nd2f2 a2f2 | d8 |]\nV:3\n"
                "%%MIDI channel 10\nF2F2 F2F2 | F8 |]", "M:4/4\nL:1/8\nK:D")  # fmt: skip

@@ -38,6 +38,7 @@ def abc_to_musicxml_text(abc: str) -> str:
         explicit_unit_length,
         full_tuplet_specs,
         grace_notes_without_microtones,
+        header_transpose_in_voices,
         plain_key_modes,
         spaced_key_accidentals,
         unbracketed_meters,
@@ -49,7 +50,7 @@ def abc_to_musicxml_text(abc: str) -> str:
     abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
     abc = written_long_broken_rhythm(grace_notes_without_microtones(abc))
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
-    abc = plain_key_modes(abc)
+    abc = header_transpose_in_voices(plain_key_modes(abc))
     abc = unbracketed_meters(abc)
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:

@@ -19,7 +19,9 @@ implementation; this module settles the differences in the text itself:
 - ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp, a key's explicit
   accidentals are spaced apart (``K:C^f^c``), and the aeolian and ionian
   modes are written as minor and major;
-- ``%%MIDI transpose`` holds from where it is written (render plays it).
+- ``%%MIDI transpose`` holds from where it is written (render plays it); one
+  in the header of a tune with voices transposes every voice, on top of a
+  voice's own ``transpose=``.
 """
 
 from __future__ import annotations
@@ -278,6 +280,50 @@ def plain_key_modes(abc: str) -> str:
     return _SYNONYM_MODE.sub(
         lambda m: m.group(1) + m.group(2) + ("m" if m.group(3) else ""), abc
     )
+
+
+_MIDI_TRANSPOSE = re.compile(r"^%%MIDI\s+transpose\s+(-?\d+)")
+_VOICE_FIELD = re.compile(r"^V:\s*([^\s%\]]+)|\[V:\s*([^\s%\]]+)")
+_TRANSPOSE_OPTION = re.compile(r"(\s(?:transpose|t)=)(-?\d+)")
+
+
+def header_transpose_in_voices(abc: str) -> str:
+    """A header ``%%MIDI transpose`` written as ``transpose=`` on every voice.
+
+    abc2midi transposes every voice by it, on top of the voice's own
+    ``transpose=``; abc2xml applies it to no voice of a tune with ``V:``.
+    """
+    header, body = split_header(abc)
+    shifts = [m.group(1) for m in map(_MIDI_TRANSPOSE.match, header) if m]
+    ids = [
+        m.group(1) or m.group(2)
+        for line in header + body
+        if not line.startswith("%")
+        for m in _VOICE_FIELD.finditer(line)
+        if line.startswith("V:") or not _FIELD_LINE.match(line)
+    ]
+    if not shifts or not ids:
+        return abc
+    shift = int(shifts[-1])
+    lines = header[:-1] + [header[-1]] + body
+    defined: set[str] = set()
+    for i, line in enumerate(lines):
+        match = _VOICE_FIELD.match(line)
+        if not line.startswith("V:") or match.group(1) in defined:
+            continue
+        defined.add(match.group(1))
+        text, _, comment = line.partition("%")
+        own = _TRANSPOSE_OPTION.search(text)
+        if own:
+            total = int(own.group(2)) + shift
+            text = text[: own.start(2)] + str(total) + text[own.end(2) :]
+        else:
+            text = text.rstrip() + f" transpose={shift}"
+        lines[i] = text + (" %" + comment if comment else "")
+    at = len(header) - 1  # voices only named in [V:] fields: defined before K:
+    new = [f"V:{i} transpose={shift}" for i in dict.fromkeys(ids) if i not in defined]
+    lines[at:at] = new
+    return "\n".join(lines) + "\n"
 
 
 _GRACE_AFTER_BROKEN = re.compile(r"([<>]+)\s*\{[^}\n]*\}")
