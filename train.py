@@ -101,7 +101,19 @@ def train(config: TrainConfig) -> dict:
     train_texts, val_texts = load_splits(data)
     loader = train_loader(config, train_texts, tokenizer, accelerator)
     model = build_or_load_model(config, tokenizer)
-    scan, params = modeling.describe_scan_path(model), modeling.count_params(model)
+    params = modeling.count_params(model)  # before FSDP can shard it
+    optimizer = build_optimizer(model, config)
+    plan = plan_steps(config, len(loader), accelerator.num_processes)
+    schedule = CosineSchedule(config, plan.total, accelerator.num_processes)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model, optimizer, loader, scheduler = accelerator.prepare(
+        model, optimizer, loader, scheduler
+    )
+    # chosen on the device prepare put the model on: a scan picked on the CPU
+    # before the move (the CPU kernel) would not be the one that runs on a GPU
+    scan = modeling.configure_scan_path(
+        accelerator.unwrap_model(model), config.scan_path
+    )
     logger.info(
         "%s %s: %.2fM parameters, scan path: %s, %d train blocks, %d processes",
         config.arch,
@@ -110,13 +122,6 @@ def train(config: TrainConfig) -> dict:
         scan,
         len(loader.dataset),
         accelerator.num_processes,
-    )
-    optimizer = build_optimizer(model, config)
-    plan = plan_steps(config, len(loader), accelerator.num_processes)
-    schedule = CosineSchedule(config, plan.total, accelerator.num_processes)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    model, optimizer, loader, scheduler = accelerator.prepare(
-        model, optimizer, loader, scheduler
     )
 
     state = start_state(config, accelerator, run_dir, plan.total)

@@ -201,12 +201,18 @@ MODEL_CLASSES = {
 
 
 def build_model(
-    arch: str, preset: str, vocab_size: int, scan_path: str = "auto", **special: int
+    arch: str,
+    preset: str,
+    vocab_size: int,
+    scan_path: str | None = "auto",
+    **special: int,
 ) -> PreTrainedModel:
-    """A freshly initialised causal LM; Mamba models get the fastest scan available."""
+    """A freshly initialised causal LM; Mamba models get the fastest scan for the
+    device they sit on (the CPU), unless ``scan_path`` is None: then the choice is
+    left to a later :func:`configure_scan_path` once the model is on its device."""
     config = build_config(arch, preset, vocab_size, **special)
     model = MODEL_CLASSES[arch](config)
-    if arch == "mamba":
+    if arch == "mamba" and scan_path is not None:
         configure_scan_path(model, scan_path)
     return model
 
@@ -218,47 +224,62 @@ def _importable(name: str) -> bool:
         return False
 
 
-def configure_scan_path(model: PreTrainedModel, requested: str = "auto") -> str:
-    """Select the selective-scan implementation of a Mamba model; return its name.
+def _set_mambapy(model: PreTrainedModel, on: bool) -> None:
+    model.config.use_mambapy = on
+    for layer in model.backbone.layers:
+        layer.mixer.use_mambapy = on
 
-    Order for ``auto``: mamba-ssm CUDA kernels (model on a GPU), the abcmamba CPU
-    kernel, the ``mambapy`` parallel scan, and only then transformers' sequential
-    loop, with a warning because it runs at tens of tokens per second.
+
+def configure_scan_path(model: PreTrainedModel, requested: str = "auto") -> str:
+    """Select the selective-scan implementation of a Mamba model for the device
+    its weights sit on now; return its name as :func:`describe_scan_path` gives it.
+
+    Call it once the model is on its device (train.py: after
+    ``accelerator.prepare``); calling it again decides afresh. Order for ``auto``:
+    on a GPU the mamba-ssm CUDA kernels, then ``mambapy``; on the CPU the abcmamba
+    CPU kernel, then ``mambapy``; transformers' sequential loop last, with a
+    warning because it runs at tens of tokens per second.
     """
     if requested not in SCAN_PATHS:
         raise UserError(f"unknown scan path {requested!r}; choose one of {SCAN_PATHS}")
     if getattr(model.config, "model_type", "") != "mamba":
         return describe_scan_path(model)
-    on_gpu = next(model.parameters()).device.type == "cuda"
-    if requested == "cuda" or (
-        requested == "auto" and (on_gpu or torch.cuda.is_available())
-    ):
+    # the mixers' weights, as describe_scan_path reads them: under FSDP the root's
+    # first parameter may be a flat shard while the mixers sit on the device
+    device = kernels.mamba_mixers(model)[0].A_log.device.type
+    # a CPU kernel left from an earlier choice would not run on a GPU, and would
+    # hide the path chosen below on the CPU
+    kernels.disable_cpu_kernel(model)
+    if requested == "cuda" or (requested == "auto" and device == "cuda"):
+        if device != "cuda":
+            raise UserError(
+                f"--scan-path cuda needs the model on a GPU; it is on {device}"
+            )
         if _importable("mamba_ssm") and _importable("causal_conv1d"):
-            # the name describe_scan_path gives once the model is on the GPU
-            return "mamba-ssm-cuda"
+            return describe_scan_path(model)
         if requested == "cuda":
             raise UserError("--scan-path cuda needs mamba-ssm and causal-conv1d")
-    if requested in ("auto", "kernel"):
+    if requested == "kernel" and device != "cpu":
+        raise UserError(
+            f"the abcmamba scan kernel runs on the CPU; the model is on {device}"
+        )
+    if requested == "kernel" or (requested == "auto" and device == "cpu"):
         if kernels.kernel_available() and kernels.enable_cpu_kernel(model):
             return describe_scan_path(model)
         if requested == "kernel":
             raise UserError("the abcmamba CPU scan kernel is not available here")
     if requested in ("auto", "mambapy"):
         if _importable("mambapy"):
-            model.config.use_mambapy = True
-            for layer in model.backbone.layers:
-                layer.mixer.use_mambapy = True
-            return "mambapy"
+            _set_mambapy(model, True)
+            return describe_scan_path(model)
         if requested == "mambapy":
             raise UserError("--scan-path mambapy needs the mambapy package")
-    model.config.use_mambapy = False
-    for layer in model.backbone.layers:
-        layer.mixer.use_mambapy = False
+    _set_mambapy(model, False)
     logger.warning(
         "Mamba runs on transformers' SEQUENTIAL scan (about 44 tokens/s on 2 CPU "
         "cores): install mambapy or build the abcmamba kernel for real training"
     )
-    return "sequential"
+    return describe_scan_path(model)
 
 
 def preset_table(vocab_size: int = 4096) -> list[dict]:

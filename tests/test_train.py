@@ -20,7 +20,7 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from abcmamba import UserError, modeling
+from abcmamba import UserError, kernels, modeling
 from abcmamba.generate.defaults import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TOP_P
 from abcmamba.tokenizer import load_tokenizer, train_tokenizer
 from abcmamba.training.config import TrainConfig, parse_config
@@ -297,6 +297,56 @@ def test_init_from_fine_tunes(baseline, corpus, tmp_path):
     assert train.main(args + ["--init-from", str(baseline), "--n-samples", "0"]) == 0
     # starting from trained weights, the first loss is already far below ln(512)
     assert run_record(run)["metrics"]["first_train_loss"] < 5.0
+
+
+class _ReportsCuda(torch.nn.Parameter):
+    """A parameter that says it sits on a GPU while its data stays in CPU memory,
+    so the ops still run on this GPU-less machine: the device a scan path is
+    chosen for and described by (``A_log.device``)."""
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda")
+
+
+def test_scan_path_is_chosen_on_the_device_prepare_puts_the_model_on(
+    corpus, tmp_path, monkeypatch, caplog
+):
+    """A simulated GPU machine: torch.cuda.is_available() once the Accelerator
+    exists, and accelerator.prepare moves the model "to cuda" (its mixers' weights
+    report cuda). The CPU kernel does not run on a GPU: the log line and the run
+    record must name the path a forward pass on cuda takes, not one picked on the
+    CPU before the move."""
+    from accelerate import Accelerator
+
+    make, prepare, prepared = train.make_accelerator, Accelerator.prepare, []
+
+    def gpu_machine(*args):
+        accelerator = make(*args)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        return accelerator
+
+    def prepare_to_cuda(self, *objects):
+        out = prepare(self, *objects)
+        model = self.unwrap_model(out[0])
+        for mixer in kernels.mamba_mixers(model):
+            mixer.A_log.__class__ = _ReportsCuda
+        prepared.append(model)
+        return out
+
+    monkeypatch.setattr(train, "make_accelerator", gpu_machine)
+    monkeypatch.setattr(Accelerator, "prepare", prepare_to_cuda)
+    run = tmp_path / "gpu"
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "2"]
+    args += ["--scan-path", "auto", "--n-samples", "0", "--save-every", "0"]
+    with caplog.at_level(logging.INFO, logger="train"):
+        assert train.main(args) == 0
+    (model,) = prepared
+    runs = kernels.describe_scan_path(model)  # what a forward pass on cuda takes
+    assert run_record(run)["metrics"]["scan_path"] == runs
+    assert f"scan path: {runs}," in caplog.text
+    # without mamba-ssm, auto on a GPU is mambapy: the CPU kernel cannot run there
+    assert runs == "mambapy"
 
 
 def test_help_documents_every_field(capsys):

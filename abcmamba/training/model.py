@@ -18,7 +18,11 @@ logger = logging.getLogger(__name__)
 def build_or_load_model(
     config: TrainConfig, tokenizer: PreTrainedTokenizerBase
 ) -> PreTrainedModel:
-    """A fresh preset model, or the --init-from model with embeddings resized."""
+    """A fresh preset model, or the --init-from model with embeddings resized.
+
+    Its scan path is chosen later, by train.py once ``accelerator.prepare`` has
+    put the model on its device: a scan chosen on the CPU may not run on a GPU.
+    """
     special = {
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
@@ -26,7 +30,7 @@ def build_or_load_model(
     }
     if not config.init_from:
         return modeling.build_model(
-            config.arch, config.preset, len(tokenizer), config.scan_path, **special
+            config.arch, config.preset, len(tokenizer), scan_path=None, **special
         )
     from transformers import AutoModelForCausalLM
 
@@ -51,8 +55,6 @@ def build_or_load_model(
         model.resize_token_embeddings(len(tokenizer))
     for key, value in special.items():
         setattr(model.config, key, value)
-    if model.config.model_type == "mamba":
-        modeling.configure_scan_path(model, config.scan_path)
     return model
 
 
