@@ -28,6 +28,12 @@ walking t backwards from the chunk checkpoints::
     ḡx_t      = D ḡs_t + Σ_n ḡh_t Δ_t B_t      ḡD += Σ_t ḡs_t x_t
     ḡh_{t-1}  = exp(Δ_t A) ḡh_t
 
+The training kernels (``mamba_scan_fwd``/``mamba_scan_bwd``) take dt_proj's
+output instead of Δ and apply the softplus themselves (Δ never becomes a
+tensor); softplus' is the logistic σ::
+
+    Δ_t       = softplus(dt_t + dt_bias)          ḡdt_t = ḡΔ_t σ(dt_t + dt_bias)
+
 Names in the code: ``u`` x, ``delta`` Δ, ``a_t`` A (stored (N, D)), ``bm``/``cm``
 B/C, ``d_skip`` D, ``h``/``hbuf`` h, ``da``/``dabuf`` exp(ΔA), ``du`` Δx,
 ``acc``/``ss`` s, ``gs`` ḡs, ``gh``/``ght`` ḡh, and ``g*`` the other gradients.

@@ -17,7 +17,10 @@ class CpuKernelMambaMixer(mm.MambaMixer):
 
     Only the class of the module changes (``enable_cpu_kernel`` swaps it in
     place), so state_dict, config and save_pretrained stay those of a plain
-    MambaForCausalLM. Single-token decode with a cache, other devices and
+    MambaForCausalLM. Without a cache or a padding mask (training, scoring)
+    everything between in_proj and out_proj is one fused Function
+    (``mamba_inner``); prefill with a cache or a mask runs the conv and scan
+    kernels separately. Single-token decode with a cache, other devices and
     dtypes other than fp32/fp64 take the stock transformers path.
     """
 
