@@ -216,6 +216,13 @@ def test_tie_follows_its_voice_from_bar_to_bar():
     assert played == [(0.0, 64, 8.0), (4.0, 72, 4.0)]
 
 
+def test_tie_written_after_a_slur_end_ties_the_note(tmp_path):
+    # "c6)-" ties c to the next c for abc2midi; abc2xml dropped the tie
+    abc = tune("(c6)- | c2 (A2 B2)- B2 |", "M:6/8\nL:1/8\nK:C")
+    assert midi_notes(abc, tmp_path) == [(0.0, 72, 4.0), (4.0, 69, 1.0), (5.0, 71, 2.0)]
+    agrees_with_abc2midi(abc)
+
+
 def test_tuplets_and_chords(tmp_path):
     abc = tune("(3ABc d2 [CEG]4 |")
     notes = midi_notes(abc, tmp_path)

@@ -349,6 +349,45 @@ def test_scan_path_is_chosen_on_the_device_prepare_puts_the_model_on(
     assert runs == "mambapy"
 
 
+def test_final_weights_come_from_get_state_dict_and_samples_from_them(
+    corpus, tmp_path, monkeypatch
+):
+    """As under FSDP, where the main process's own module holds only its shard:
+    here accelerator.get_state_dict, called by every process, returns weights
+    that differ from the module's (a norm scaled by 1.5). The final folder must
+    hold those, as Accelerate's save recipe does, and the tunes in samples.abc
+    must come from them, not from the module on the main process."""
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM
+
+    from abcmamba.training.final import generation_config, sample_validity
+
+    get_state_dict, gathered = Accelerator.get_state_dict, {}
+
+    def gather(self, model, unwrap=True):
+        state = dict(get_state_dict(self, model, unwrap))
+        state["backbone.norm_f.weight"] = state["backbone.norm_f.weight"] * 1.5
+        gathered.update(state)
+        return state
+
+    monkeypatch.setattr(Accelerator, "get_state_dict", gather)
+    run = tmp_path / "gathered"
+    args = FAST + ["--data", str(corpus), "--out", str(run), "--max-steps", "2"]
+    args += ["--n-samples", "2", "--max-new-tokens", "48", "--save-every", "0"]
+    assert train.main(args) == 0
+    assert gathered, "the final save did not call accelerator.get_state_dict"
+    saved = AutoModelForCausalLM.from_pretrained(str(run / "final"))
+    for name, tensor in saved.state_dict().items():
+        assert torch.equal(tensor, gathered[name]), name
+    tokenizer = load_tokenizer(run / "final")
+    _, tunes = sample_validity(
+        saved, tokenizer, 2, generation_config(tokenizer, 48), seed=42
+    )
+    # samples.abc: the constrained tunes, a blank line between two
+    expected = "\n".join(t.rstrip("\n") + "\n" for t in tunes)
+    assert (run / "samples.abc").read_text() == expected
+
+
 def test_help_documents_every_field(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])

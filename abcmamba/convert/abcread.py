@@ -41,6 +41,7 @@ def abc_to_musicxml_text(abc: str) -> str:
         header_transpose_in_voices,
         plain_key_modes,
         spaced_key_accidentals,
+        ties_before_slur_ends,
         unbracketed_meters,
         written_long_broken_rhythm,
     )
@@ -51,7 +52,7 @@ def abc_to_musicxml_text(abc: str) -> str:
     abc = written_long_broken_rhythm(grace_notes_without_microtones(abc))
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
     abc = header_transpose_in_voices(plain_key_modes(abc))
-    abc = unbracketed_meters(abc)
+    abc = ties_before_slur_ends(unbracketed_meters(abc))
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:
         docs = abc2xml.getXmlDocs(abc)

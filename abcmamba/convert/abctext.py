@@ -16,6 +16,8 @@ implementation; this module settles the differences in the text itself:
 - a percussion clef sounds its written notes unless the tune uses the drum
   channel;
 - a grace group right after ``>``/``<`` is dropped (abc2xml loses the rhythm);
+- a tie written after a slur's end (``c6)-``) ties the note, as abc2midi
+  reads it (abc2xml drops it);
 - ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp, a key's explicit
   accidentals are spaced apart (``K:C^f^c``), and the aeolian and ionian
   modes are written as minor and major;
@@ -324,6 +326,19 @@ def header_transpose_in_voices(abc: str) -> str:
     new = [f"V:{i} transpose={shift}" for i in dict.fromkeys(ids) if i not in defined]
     lines[at:at] = new
     return "\n".join(lines) + "\n"
+
+
+_TIE_AFTER_SLUR = re.compile(r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/]*)(\)+)-")
+
+
+def ties_before_slur_ends(abc: str) -> str:
+    """``c6)-`` as ``c6-)``: abc2midi ties the note, abc2xml drops the tie."""
+    header, body = split_header(abc)
+    body = [
+        line if _NOT_MUSIC.match(line) else _TIE_AFTER_SLUR.sub(r"\1-\2", line)
+        for line in body
+    ]
+    return "\n".join(header + body) + "\n"
 
 
 _GRACE_AFTER_BROKEN = re.compile(r"([<>]+)\s*\{[^}\n]*\}")

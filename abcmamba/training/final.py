@@ -4,6 +4,12 @@
 ``pipeline("text-generation", model=...)``: weights, tokenizer, sampling
 defaults (``generation_config.json``), the corpus spellings of composer and
 rhythm, and ``RUN_FILE`` with the config and metrics of the run.
+
+The weights are saved as Accelerate documents for sharded models (FSDP,
+DeepSpeed ZeRO-3): ``accelerator.get_state_dict`` on every process, then
+``save_pretrained(state_dict=..., is_main_process=...)``; the end-of-run tunes
+are sampled from that saved folder, not from the main process's own module,
+which under sharding holds only its shard.
 """
 
 from __future__ import annotations
@@ -19,9 +25,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from abcmamba import RUN_FILE
 from abcmamba.abc import validate
@@ -60,6 +71,15 @@ class TrainedRun:
     params: int
 
 
+def sharded(accelerator: Accelerator) -> bool:
+    """Whether each process holds only a shard of the weights (FSDP, DeepSpeed ZeRO-3)."""
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        return accelerator.state.deepspeed_plugin.zero_stage == 3
+    return False
+
+
 def validation_bpc(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -69,6 +89,11 @@ def validation_bpc(
     progress: bool = False,
 ) -> dict:
     """Validation bpc of the training model, in windows of block_size + 1 tokens."""
+    # split between the processes, each scoring with the bare module, unless the
+    # weights are sharded: then the bare module lacks them and every forward
+    # gathers them from all processes, so each process scores every window
+    # through the wrapper (same calls everywhere, same result)
+    split = None if sharded(accelerator) else accelerator
     # block_size + 1: a window predicts block_size tokens, as a training block does
     result = bits_per_character(
         model,
@@ -76,8 +101,8 @@ def validation_bpc(
         texts,
         batch_size=config.eval_batch_size,
         max_length=config.block_size + 1,
-        progress=progress,
-        accelerator=accelerator,
+        progress=progress and accelerator.is_local_main_process,
+        accelerator=split,
     )
     result["loss"] = result["bits_per_token"] * math.log(2)  # nats per token
     return result
@@ -192,8 +217,11 @@ def finish(run: TrainedRun) -> dict:
         "validity_rate_unconstrained": None,
         "n_samples": 0,
     }
+    # every process takes part: under FSDP / ZeRO-3 this gathers the shards
+    # (the full weights land on the main process only)
+    state_dict = accelerator.get_state_dict(run.model)
     if accelerator.is_main_process:
-        _save_final(run, metrics)
+        _save_final(run, metrics, state_dict)
     accelerator.wait_for_everyone()
     accelerator.log(
         {
@@ -210,37 +238,26 @@ def finish(run: TrainedRun) -> dict:
     return metrics
 
 
-def _save_final(run: TrainedRun, metrics: dict) -> None:
-    """Sample tunes into samples.abc, then write ``final`` atomically (main process)."""
-    config, run_dir = run.config, run.run_dir
+def _save_final(run: TrainedRun, metrics: dict, state_dict: dict) -> None:
+    """Write ``final`` atomically with the gathered weights, sampling tunes from
+    it into samples.abc on the way (main process)."""
+    config, run_dir, accelerator = run.config, run.run_dir, run.accelerator
     # with --save-every 0 and --report-to none nothing has created the folder yet
     run_dir.mkdir(parents=True, exist_ok=True)
-    unwrapped = run.accelerator.unwrap_model(run.model)
     gen_config = generation_config(run.tokenizer, config.max_new_tokens)
-    if config.n_samples > 0:
-        rates, tunes = sample_validity(
-            unwrapped, run.tokenizer, config.n_samples, gen_config, config.seed
-        )
-        metrics.update(
-            validity_rate=rates["constrained"],
-            validity_rate_unconstrained=rates["unconstrained"],
-            n_samples=len(tunes),
-        )
-        (run_dir / "samples.abc").write_text(
-            "\n".join(t.rstrip("\n") + "\n" for t in tunes)
-        )
-        logger.info(
-            "validity of %d samples: %.0f%% with the ABC grammar, %.0f%% without",
-            len(tunes),
-            100 * rates["constrained"],
-            100 * rates["unconstrained"],
-        )
     tmp, final = run_dir / "final.tmp", run_dir / "final"
     shutil.rmtree(tmp, ignore_errors=True)
-    unwrapped.save_pretrained(str(tmp), save_function=run.accelerator.save)
+    accelerator.unwrap_model(run.model).save_pretrained(
+        str(tmp),
+        is_main_process=accelerator.is_main_process,
+        state_dict=state_dict,
+        save_function=accelerator.save,
+    )
     run.tokenizer.save_pretrained(str(tmp))
     gen_config.save_pretrained(str(tmp))
     write_known_values(run.data, tmp)
+    if config.n_samples > 0:
+        _sample_saved(run, tmp, gen_config, metrics)
     manifest = run.data / "manifest.json"
     record = {
         "train_config": asdict(config),
@@ -257,3 +274,32 @@ def _save_final(run: TrainedRun, metrics: dict) -> None:
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     logger.info("saved %s", final)
+
+
+def _sample_saved(
+    run: TrainedRun, folder: Path, gen_config: GenerationConfig, metrics: dict
+) -> None:
+    """Sample --n-samples tunes from the model saved in ``folder`` into samples.abc."""
+    config = run.config
+    model = AutoModelForCausalLM.from_pretrained(str(folder))
+    rates, tunes = sample_validity(
+        model.to(run.accelerator.device),
+        run.tokenizer,
+        config.n_samples,
+        gen_config,
+        config.seed,
+    )
+    metrics.update(
+        validity_rate=rates["constrained"],
+        validity_rate_unconstrained=rates["unconstrained"],
+        n_samples=len(tunes),
+    )
+    (run.run_dir / "samples.abc").write_text(
+        "\n".join(t.rstrip("\n") + "\n" for t in tunes)
+    )
+    logger.info(
+        "validity of %d samples: %.0f%% with the ABC grammar, %.0f%% without",
+        len(tunes),
+        100 * rates["constrained"],
+        100 * rates["unconstrained"],
+    )
