@@ -77,6 +77,14 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
     cpu_ddp = (
         not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     )
+    if cpu_ddp and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        # Accelerate 1.x shards only over accelerators: on CPU processes
+        # `--use_fsdp` fails inside it (sync_module_states) or trains plain DDP
+        raise UserError(
+            "FSDP needs GPUs (Accelerate does not shard over CPU processes): use "
+            "`accelerate launch --multi_gpu --num_processes N` for data-parallel "
+            "training on CPUs"
+        )
     return Accelerator(
         cpu=cpu_ddp,
         gradient_accumulation_steps=config.grad_accum,

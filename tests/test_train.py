@@ -388,6 +388,19 @@ def test_final_weights_come_from_get_state_dict_and_samples_from_them(
     assert (run / "samples.abc").read_text() == expected
 
 
+def test_fsdp_on_cpu_processes_is_one_line_error(corpus, tmp_path, monkeypatch, capsys):
+    """`accelerate launch --use_fsdp` on CPU processes: Accelerate 1.x either fails
+    (sync_module_states on cpu) or silently trains plain DDP; train.py says so."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what --use_fsdp sets
+    monkeypatch.setenv("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")  # its default
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = FAST + ["--data", str(corpus), "--out", str(tmp_path / "fsdp")]
+    assert train.main(args + ["--max-steps", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("train.py: error: FSDP needs GPUs")
+
+
 def test_help_documents_every_field(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])
