@@ -223,6 +223,17 @@ def test_tie_written_after_a_slur_end_ties_the_note(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_rest_longer_than_its_bar_keeps_its_length(tmp_path):
+    # music21 gives a lone whole or breve rest the bar's length: "z8" in a
+    # bar of 4 beats (as Humdrum-derived tunes write it) lasted 4
+    abc = tune("V:1\nc4 | c4 | c4 |\nV:2\nz8 | C4 |", "M:C|\nL:1/4\nK:C")
+    assert midi_notes(abc, tmp_path)[-2:] == [(8.0, 60, 4.0), (8.0, 72, 4.0)]
+    agrees_with_abc2midi(abc)
+    abc = tune("c3 | z4 | c3 | z3 | c3 |", "M:3/4\nL:1/4\nK:C")
+    assert [n[0] for n in midi_notes(abc, tmp_path)] == [0.0, 7.0, 13.0]
+    agrees_with_abc2midi(abc)
+
+
 def test_tuplets_and_chords(tmp_path):
     abc = tune("(3ABc d2 [CEG]4 |")
     notes = midi_notes(abc, tmp_path)

@@ -14,7 +14,10 @@ MusicXML, which it reads well.  tests/test_convert.py has one tune per fault.
 
 from __future__ import annotations
 
+import copy
 import logging
+import re
+from fractions import Fraction
 from xml.etree import ElementTree
 
 import music21
@@ -68,6 +71,7 @@ def abc_to_musicxml_text(abc: str) -> str:
     if messages:
         logger.debug("abc2xml: %s", messages)
     add_default_clefs(docs[0])
+    keep_long_rests(docs[0])
     xml = abc2xml.fixDoctype(docs[0])
     if "<note" not in xml:
         raise ConversionError("tune has no notes")
@@ -99,6 +103,48 @@ def add_default_clefs(score) -> None:
         ElementTree.SubElement(clef, "sign").text = "G"
         ElementTree.SubElement(clef, "line").text = "2"
         attributes.insert(at, clef)
+
+
+_HALF_TYPE = {"breve": "whole", "whole": "half"}
+
+
+def keep_long_rests(score) -> None:
+    """Write a lone whole or breve rest that is not one bar long as two
+    rests, in place.
+
+    music21 reads a measure holding only such a rest as a full-measure rest
+    and gives it the bar's length: ``z8`` in a 4/4 bar would last 4 beats,
+    and the voice would run ahead (abc2midi plays all 8).
+    """
+    for part in score.iter("part"):
+        divisions, bar = 1, Fraction(4)  # music21's bar without a time signature
+        for measure in part.iter("measure"):
+            divisions = int(measure.findtext("attributes/divisions") or divisions)
+            beats = measure.findtext("attributes/time/beats")
+            if beats and re.fullmatch(r"\d+(\+\d+)*", beats):
+                beat_type = int(measure.findtext("attributes/time/beat-type") or 4)
+                bar = Fraction(4 * sum(map(int, beats.split("+"))), beat_type)
+            notes = measure.findall("note")
+            rest = notes[0].find("rest") if len(notes) == 1 else None
+            if rest is None or rest.get("measure") == "yes":
+                continue
+            type_ = notes[0].find("type")
+            length = Fraction(int(notes[0].findtext("duration") or 0), divisions)
+            if (
+                type_ is None
+                or type_.text not in _HALF_TYPE
+                or notes[0].find("dot") is not None
+                or notes[0].find("time-modification") is not None
+                or length == bar
+                or int(notes[0].findtext("duration") or 0) % 2
+            ):
+                continue
+            notes[0].find("duration").text = str(
+                int(notes[0].findtext("duration")) // 2
+            )
+            type_.text = _HALF_TYPE[type_.text]
+            at = list(measure).index(notes[0])
+            measure.insert(at + 1, copy.deepcopy(notes[0]))
 
 
 def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
