@@ -501,6 +501,8 @@ def test_tune_abc2midi_plays_nothing_of_has_no_reference():
     result = compare_with_abc2midi(tune("d/3c/3B/3 c2 z4|"))
     assert not result and result.reference_failed
     assert "played no notes" in result.reason
+    # a tune neither plays a note of is still identical
+    assert compare_with_abc2midi(tune("x8 | z/3 |"))
 
 
 CONFORMANCE = split_tunes((DATA / "conformance.abc").read_text(encoding="utf-8"))
