@@ -234,20 +234,20 @@ def train(config: TrainConfig) -> dict:
             )
         break
     bar.close()
-    return finish(
-        TrainedRun(
-            config=config,
-            accelerator=accelerator,
-            model=model,
-            tokenizer=tokenizer,
-            run_dir=run_dir,
-            data=data,
-            val_texts=val_texts,
-            state=state,
-            scan=scan,
-            params=params,
-        )
+    run = TrainedRun(
+        config=config,
+        accelerator=accelerator,
+        model=model,
+        tokenizer=tokenizer,
+        run_dir=run_dir,
+        data=data,
+        val_texts=val_texts,
+        state=state,
+        scan=scan,
+        params=params,
     )
+    del model  # finish() must be able to free the DDP wrapper: see release_model
+    return finish(run)
 
 
 def quick_eval(

@@ -176,6 +176,17 @@ def write_known_values(data: Path, folder: Path) -> None:
     )
 
 
+def release_model(run: TrainedRun) -> None:
+    """Drop every reference to the prepared model while the process group lives.
+
+    A DDP wrapper that outlives ``end_training`` is destroyed at interpreter
+    exit, after its gloo process group, and its reducer can then hang joining
+    gloo's threads (seen in the two-process CPU test).
+    """
+    run.model = None
+    run.accelerator.free_memory()  # its own list of prepared models, then gc
+
+
 def finish(run: TrainedRun) -> dict:
     """Final validation bpc, samples, and the save_pretrained folder runs/NAME/final."""
     config, accelerator, state = run.config, run.accelerator, run.state
@@ -231,6 +242,7 @@ def finish(run: TrainedRun) -> dict:
         },
         step=state["step"],
     )
+    release_model(run)
     accelerator.end_training()
     if metrics["short_run_warning"] and accelerator.is_main_process:
         # last, after the long final evaluation, where it cannot scroll away
