@@ -418,11 +418,19 @@ def test_accelerate_launch_two_cpu_processes(corpus, saved_bpc, tmp_path):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
     cmd += ["--num_processes", "2"]
     cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    done = subprocess.run(
+    # its own session, so a hung worker is killed with the launcher on timeout
+    proc = subprocess.Popen(
         cmd + [str(ROOT / "train.py"), *args, "--n-samples", "0"],
-        cwd=ROOT, env=_env(), capture_output=True, timeout=300,
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, stderr.decode()[-3000:]
     metrics = run_record(run)["metrics"]
     assert metrics["num_processes"] == 2 and metrics["steps"] == 4
     assert metrics["train_loss"] < metrics["first_train_loss"]
