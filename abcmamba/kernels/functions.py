@@ -84,6 +84,28 @@ def _serialized(fn):
     return wrapper
 
 
+#: reusable buffers for the (B, L, D) temporaries that never leave MambaInnerFn
+_SCRATCH: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+
+def _scratch(slot: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A buffer for a temporary, kept between calls (used under _LAUNCH only).
+
+    A fresh multi-MB tensor comes from mmap and page-faults on first touch;
+    at the small preset that was ~40 MB (10k faults, ~20 ms of kernel time)
+    per layer and step. One buffer per slot serves every layer in turn, grown
+    to the largest shape seen.
+    """
+    numel = 1
+    for n in shape:
+        numel *= n
+    buf = _SCRATCH.get((slot, dtype))
+    if buf is None or buf.numel() < numel:
+        buf = torch.empty(numel, dtype=dtype)
+        _SCRATCH[(slot, dtype)] = buf
+    return buf[:numel].view(shape)
+
+
 def _warm_up(dtype: torch.dtype) -> None:
     """Run each kernel once on a tiny input of the given dtype."""
     gen = torch.Generator().manual_seed(0)
@@ -271,15 +293,17 @@ class MambaInnerFn(torch.autograd.Function):
         w_t = conv_w.reshape(dim, -1).t().contiguous()  # (K, D)
         has_conv_bias = conv_b is not None
         cb = conv_b.contiguous() if has_conv_bias else torch.zeros(dim, dtype=xz.dtype)
-        u = torch.empty(batch, seqlen, dim, dtype=xz.dtype)  # x after conv+SiLU
+        # x after conv+SiLU and dt_proj's output (bias in the kernel) die here.
+        u = _scratch("u", (batch, seqlen, dim), xz.dtype)
         nk.conv_silu_fwd(_np(xz), _np(w_t), _np(cb), _np(u))
         xdbl = torch.mm(u.view(-1, dim), xproj_w.t())  # (B*L, R+2N)
-        dt = torch.mm(xdbl[:, :rank], dtproj_w.t())  # (B*L, D), bias in the kernel
+        dt = _scratch("dt", (batch * seqlen, dim), xz.dtype)
+        torch.mm(xdbl[:, :rank], dtproj_w.t(), out=dt)
         a_t = a.t().contiguous()  # (N, D)
         d_skip = d_skip.contiguous()
         dtproj_b = dtproj_b.contiguous()
         nchunk = (seqlen + CHUNK - 1) // CHUNK
-        y = torch.empty_like(u)
+        y = torch.empty(batch, seqlen, dim, dtype=u.dtype)
         ckpt = torch.empty(batch, nchunk, nstate, dim, dtype=u.dtype)  # (B, L/T, N, D)
         last = torch.empty(batch, dim, nstate, dtype=u.dtype)  # (B, D, N)
         xdbl3 = xdbl.view(batch, seqlen, -1)
@@ -321,14 +345,15 @@ class MambaInnerFn(torch.autograd.Function):
         nblk = (dim + DBLK - 1) // DBLK
         dtype = xz.dtype
         # Recompute x_t and dt_proj's output (see the class docstring).
-        u = torch.empty(batch, seqlen, dim, dtype=dtype)
+        u = _scratch("u", (batch, seqlen, dim), dtype)
         nk.conv_silu_fwd(_np(xz), _np(w_t), _np(cb), _np(u))
         xdbl = xdbl3.view(batch * seqlen, -1)
         dt_low = xdbl[:, :rank]  # (B*L, R)
-        dt = torch.mm(dt_low, dtproj_w.t())  # (B*L, D)
+        dt = _scratch("dt", (batch * seqlen, dim), dtype)
+        torch.mm(dt_low, dtproj_w.t(), out=dt)
         gy = gy.contiguous()
-        gu = torch.empty_like(u)
-        gdt = torch.empty_like(u)
+        gu = _scratch("gu", (batch, seqlen, dim), dtype)
+        gdt = _scratch("gdt", (batch, seqlen, dim), dtype)
         gdtb_part = torch.empty(batch, dim, dtype=dtype)
         ga_part = torch.empty(batch, nstate, dim, dtype=dtype)
         gb_part = torch.empty(batch, nblk, seqlen, nstate, dtype=dtype)
