@@ -428,3 +428,152 @@ def test_compare_benchmark_table_from_run_folders(tmp_path, tiny_run, tiny_lm, c
     assert (
         compare.main(["--run", str(tmp_path / "missing"), "--data", str(corpus)]) == 2
     )
+
+
+# ---------------------------------------------------------------- composer classifier
+
+
+@pytest.fixture(scope="module")
+def composer_tunes(data_tunes) -> tuple[list[str], list[str]]:
+    """Excerpts of 8 Bach, 8 Palestrina and 8 O'Carolan pieces and their composers."""
+    from abcmamba.abc import parse_header
+
+    tunes = data_tunes("composer_tunes.abc")
+    return tunes, [parse_header(t).get("C") for t in tunes]
+
+
+def test_composer_classifier_names_held_out_pieces(composer_tunes):
+    from abcmamba.evaluate.composer import accuracy_summary, train_classifier
+
+    tunes, labels = composer_tunes
+    train = [i for i in range(len(tunes)) if i % 8 < 5]
+    held = [i for i in range(len(tunes)) if i % 8 >= 5]
+    classifier = train_classifier(
+        [tunes[i] for i in train], [labels[i] for i in train], min_pieces=5
+    )
+    assert classifier.composers == ["Bach", "Palestrina", "O'Carolan"]
+    assert classifier.trained_on == {"Bach": 5, "Palestrina": 5, "O'Carolan": 5}
+    predicted = classifier.predict([tunes[i] for i in held])
+    summary = accuracy_summary(
+        [labels[i] for i in held], predicted, classifier.composers
+    )
+    # chance is 1/3; the three styles differ in voices, meter and note lengths
+    assert summary["count"] == 9 and summary["accuracy"] >= 7 / 9
+    assert summary["balanced_accuracy"] >= 7 / 9 and summary["chance"] == 1 / 3
+    assert sum(sum(row) for row in summary["confusion"]["matrix"]) == 9
+    assert {c: r["count"] for c, r in summary["per_composer"].items()} == {
+        "Bach": 3,
+        "Palestrina": 3,
+        "O'Carolan": 3,
+    }
+
+
+def test_composer_features_never_read_the_composer_line(composer_tunes):
+    from abcmamba.evaluate.composer import FEATURE_NAMES, tune_features
+
+    tune = composer_tunes[0][0]
+    assert "C:Bach\n" in tune
+    features = tune_features(tune)
+    assert features.shape == (len(FEATURE_NAMES),)
+    np.testing.assert_array_equal(features, tune_features(tune.replace("C:Bach\n", "")))
+    np.testing.assert_array_equal(
+        features, tune_features(tune.replace("C:Bach", "C:Palestrina"))
+    )
+    assert features[FEATURE_NAMES.index("voices")] == 4
+
+
+def test_composer_classifier_skips_unreadable_tunes(composer_tunes):
+    from abcmamba.evaluate.composer import (
+        conditioning_summary,
+        featurize,
+        train_classifier,
+    )
+
+    tunes, labels = composer_tunes
+    silent = "X:1\nC:Bach\nM:4/4\nL:1/4\nK:C\nz4|z4|]\n"
+    broken = "X:1\nC:Bach\nM:4/4\nL:1/8\nK:C\nthis is ]] not (( music\n"
+    X, kept, skipped = featurize([tunes[0], silent, broken])
+    assert kept == [0] and X.shape[0] == 1
+    assert skipped[1] == "fewer than 2 notes"
+    assert set(skipped) == {1, 2} and skipped[2]
+    # in training they are left out and counted; in samples they count as misses
+    classifier = train_classifier(
+        tunes + [silent, broken], labels + ["Bach"] * 2, min_pieces=8
+    )
+    assert classifier.trained_on["Bach"] == 8 and sum(classifier.skipped.values()) == 2
+    assert classifier.predict([silent, tunes[0]]) == [None, "Bach"]
+    result = conditioning_summary(classifier, {"Bach": [silent, tunes[0]]})
+    row = result["per_composer"]["Bach"]
+    assert row["count"] == 2 and row["classified"] == 1 and row["as_requested"] == 1
+    assert row["share_as_requested"] == 0.5 and result["chance"] == 1 / 3
+
+
+def test_cli_composer_classifier_writes_its_section(tmp_path, composer_tunes):
+    from datasets import Dataset, DatasetDict
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from abcmamba.abc import parse_header
+    from abcmamba.cli import main
+    from abcmamba.tokenizer import train_tokenizer
+
+    tunes, labels = composer_tunes
+    tokenizer = train_tokenizer(tunes, vocab_size=320, min_frequency=1)
+    torch.manual_seed(0)
+    model = MambaForCausalLM(
+        MambaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            state_size=4,
+            num_hidden_layers=2,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+
+    def records(indices: list[int]) -> Dataset:
+        rows = []
+        for i in indices:
+            header = parse_header(tunes[i])
+            rows.append(
+                {
+                    "id": f"t{i}",
+                    "abc": tunes[i],
+                    "composer": labels[i],
+                    "meter": header.get("M", ""),
+                    "key": header.get("K", ""),
+                }
+            )
+        return Dataset.from_list(rows)
+
+    DatasetDict(
+        train=records([i for i in range(24) if i % 8 < 5]),
+        validation=records([i for i in range(24) if i % 8 == 5]),
+        test=records([i for i in range(24) if i % 8 > 5]),
+    ).save_to_disk(str(tmp_path / "corpus"))
+    out = tmp_path / "report"
+    argv = ["evaluate", "--model", str(tmp_path / "model"), "--data"]
+    argv += [str(tmp_path / "corpus"), "-n", "2", "--max-new-tokens", "32"]
+    argv += ["--sampler", "constrained", "--out", str(out), "--composer-classifier"]
+    argv += ["--classifier-min-pieces", "5", "--classifier-samples", "1"]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    section = report["composer_classifier"]
+    assert section["composers"] == ["Bach", "Palestrina", "O'Carolan"]
+    assert section["held_out_splits"] == ["validation", "test"]
+    assert section["real"]["count"] == 9 and section["real"]["accuracy"] >= 7 / 9
+    assert section["cross_validation"]["count"] == 24
+    result = report["models"]["model"]["composer_conditioning"]
+    assert result["count"] == 3 and set(result["per_composer"]) == set(
+        section["composers"]
+    )
+    assert "## Composer conditioning" in (out / "report.md").read_text()
+    assert len(list((out / "samples" / "model").glob("composer-*.abc"))) == 3
+    # a corpus with no composer column says so in one line
+    argv[argv.index("--data") + 1] = str(tmp_path / "plain")
+    DatasetDict(
+        train=Dataset.from_dict({"abc": tunes}), test=Dataset.from_dict({"abc": tunes})
+    ).save_to_disk(str(tmp_path / "plain"))
+    assert main(argv) == 2

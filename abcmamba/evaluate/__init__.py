@@ -6,7 +6,8 @@ report.md, PNG plots (features.png, overlap.png, bpc_per_source.png,
 n_bars.png) and samples/NAME/*.abc (samples/real/ holds the held-out tunes
 they are compared with). The metric functions live in the submodules and
 are plain functions over note arrays (metrics), ABC text (structure),
-tokens (bpc) and analysed tunes (samples).
+tokens (bpc) and analysed tunes (samples); composer holds the classifier of
+``--composer-classifier``, which measures conditioning on composer.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ PLAGIARISM_BARS = 8  # a shared run of this many bars counts as a copied phrase
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `abcmamba evaluate`."""
+    from abcmamba.evaluate.composer import (
+        MAX_TRAIN_PER_COMPOSER,
+        MIN_PIECES,
+        SAMPLES_PER_COMPOSER,
+    )
+
     parser.add_argument(
         "--model",
         action="append",
@@ -70,6 +77,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device",
         default=None,
         help="torch device; None picks cuda if available, else cpu",
+    )
+    parser.add_argument(
+        "--composer-classifier",
+        action="store_true",
+        help="train a composer classifier (music features + logistic regression) on "
+        f"the train split, at most {MAX_TRAIN_PER_COMPOSER} tunes per composer; "
+        "measure it on the other splits, then on samples asked for each composer",
+    )
+    parser.add_argument(
+        "--classifier-min-pieces",
+        type=int,
+        default=MIN_PIECES,
+        help="composers with at least this many training tunes join the classifier",
+    )
+    parser.add_argument(
+        "--classifier-composers",
+        default=None,
+        metavar="A,B,...",
+        help="comma-separated composers for the classifier instead of --classifier-min-pieces",
+    )
+    parser.add_argument(
+        "--classifier-samples",
+        type=int,
+        default=SAMPLES_PER_COMPOSER,
+        help="samples per composer classified for composer conditioning",
     )
 
 
@@ -129,6 +161,53 @@ def _write_samples(report: dict, real_abc: list[str], folder: Path) -> None:
                 (target / f"{kind}-{i:03d}.abc").write_text(abc, encoding="utf-8")
 
 
+def _composer_classifier(args: argparse.Namespace, corpus):
+    """Train and measure the composer classifier on the corpus (report section, classifier)."""
+    from abcmamba.evaluate.composer import classifier_section
+
+    if "composer" not in corpus["train"].column_names:
+        raise UserError(f"--composer-classifier: {args.data} has no composer column")
+    composers = (
+        [c.strip() for c in args.classifier_composers.split(",") if c.strip()]
+        if args.classifier_composers
+        else None
+    )
+    try:
+        section, classifier = classifier_section(
+            corpus, composers, args.classifier_min_pieces, seed=args.seed
+        )
+    except ValueError as err:
+        raise UserError(f"--composer-classifier: {err}") from None
+    real = section["real"]
+    logger.info(
+        "composer classifier: accuracy %.3f, balanced %.3f on %d held-out tunes",
+        real["accuracy"] or float("nan"),
+        real["balanced_accuracy"] or float("nan"),
+        real["count"],
+    )
+    return section, classifier
+
+
+def _composer_conditioning(args, entry: dict, classifier, model, tokenizer) -> None:
+    """Sample --classifier-samples tunes per composer; the share classified as asked."""
+    from abcmamba.evaluate.composer import conditioning_summary, sample_per_composer
+
+    samples, errors = sample_per_composer(
+        model,
+        tokenizer,
+        classifier.composers,
+        args.classifier_samples,
+        args.seed + 2 * args.n,
+        args.max_new_tokens,
+        args.batch_size,
+        constrained=entry["sampler"] == "constrained",
+    )
+    result = conditioning_summary(classifier, samples)
+    result["not_sampled"] = errors
+    entry["composer_conditioning"] = result
+    entry["samples"]["composer"] = [abc for tunes in samples.values() for abc in tunes]
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     """Run every measurement for every --model; returns the report and writes it."""
     from abcmamba.evaluate.bpc import bits_per_character
@@ -171,6 +250,11 @@ def evaluate(args: argparse.Namespace) -> dict:
     ]
     logger.info("bar index built in %.1f s", time.perf_counter() - start)
 
+    classifier = None
+    # callers that build their own Namespace (benchmarks/compare.py) may leave it out
+    if getattr(args, "composer_classifier", False):
+        report_classifier, classifier = _composer_classifier(args, corpus)
+
     real = analyse_tunes(real_abc, desc="real tunes", midi=False)
     real_features = _features_of(real)
     if len(real_features) < 2:
@@ -193,6 +277,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         },
         "models": {},
     }
+    if classifier is not None:
+        report["composer_classifier"] = report_classifier
     distances = {
         "real": {
             name: intra_set_distances(np.stack([f[name] for f in real_features]))
@@ -313,6 +399,8 @@ def evaluate(args: argparse.Namespace) -> dict:
                 "unconditioned": [s.abc for s in free],
                 "conditioned": [s.abc for s in conditioned],
             }
+            if classifier is not None:
+                _composer_conditioning(args, entry, classifier, model, tokenizer)
             report["models"][label] = entry
         del model
 

@@ -202,8 +202,52 @@ def write_markdown(report: dict, path: Path) -> None:
         rows,
     )
     lines += ["Plots: " + ", ".join(f"`{p}`" for p in report.get("plots", [])), ""]
+    if "composer_classifier" in report:
+        lines += _composer_lines(report["composer_classifier"], models)
     lines += ["## Definitions", "", *DEFINITIONS, ""]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _composer_lines(section: dict, models: dict) -> list[str]:
+    """Composer conditioning: the classifier on real tunes first, then on samples."""
+    composers = section["composers"]
+    trained = ", ".join(f"{c} {n}" for c, n in section["trained_on"].items())
+    lines = [
+        "## Composer conditioning",
+        "",
+        f"Classifier: {section['method']}, trained on the train split ({trained} "
+        f"tunes; at most {section['max_train_per_composer']} per composer); "
+        f"composers with at least {section['min_pieces']} training tunes; chance "
+        f"{_pct(1 / len(composers))}.",
+        "",
+    ]
+    measures = [("held-out " + "+".join(section["held_out_splits"]), section["real"])]
+    if "cross_validation" in section:
+        cv = section["cross_validation"]
+        measures.append((f"{cv['folds']}-fold cross-validation, all real", cv))
+    rows = []
+    for c in composers:
+        per = [m["per_composer"][c] for _, m in measures]
+        rows.append([c] + [f"{p['correct']}/{p['count']}" for p in per])
+    rows.append(["accuracy"] + [_pct(m["accuracy"]) for _, m in measures])
+    rows.append(
+        ["balanced accuracy"] + [_pct(m["balanced_accuracy"]) for _, m in measures]
+    )
+    lines += _table(["real tunes"] + [name for name, _ in measures], rows)
+    rows = []
+    for name, entry in models.items():
+        result = entry.get("composer_conditioning", {})
+        for c, row in result.get("per_composer", {}).items():
+            share = _pct(row["share_as_requested"])
+            rows.append([name, c, row["count"], row["classified"], share])
+    lines += _table(
+        ["model", "requested composer", "samples", "classified", "as requested"], rows
+    )
+    return lines
 
 
 def write_plots(report: dict, distances: dict, out: Path) -> list[str]:
