@@ -1,7 +1,7 @@
 """Numba kernels for Mamba-1's selective scan and causal depthwise conv on CPU.
 
-Whole sequences (training, prefill) and, at the end, the cached one-token
-decode step.
+Whole sequences (training, prefill); the cached one-token decode step is in
+``_numba_step``.
 
 Layout everywhere is time-major per batch, channels last: ``(B, L, D)`` for
 ``u``/``delta``/``y``, ``(B, L, 2D)`` for the in_proj output ``xz`` (``x`` in the
@@ -590,42 +590,3 @@ def mamba_scan_bwd(
         ga_part[b, :, d0:d1] = ga
         gd_part[b, d0:d1] = gdsk
         gdtb_part[b, d0:d1] = gdtb
-
-
-# The cached one-token step of abcmamba.kernels.decode: too little work per
-# call for prange, so these run on one thread.
-
-
-@njit(cache=True, nogil=True)
-def conv_silu_step(conv_state, u_new, w, bias, out):  # pragma: no cover - compiled
-    """Shift the conv window (B, E, K), append u_new (B, E), out = silu(conv)."""
-    batch, inner, width = conv_state.shape
-    for b in range(batch):
-        for e in range(inner):
-            acc = bias[e]
-            for k in range(width - 1):
-                v = conv_state[b, e, k + 1]
-                conv_state[b, e, k] = v
-                acc += v * w[e, k]
-            conv_state[b, e, width - 1] = u_new[b, e]
-            acc += u_new[b, e] * w[e, width - 1]
-            out[b, e] = acc / (1.0 + np.exp(-acc))
-
-
-@njit(cache=True, nogil=True)
-def ssm_step(state, u, z, dt, dt_bias, a, b_in, c_out, d_skip, y):  # pragma: no cover
-    """h = exp(delta A) h + delta B u; y = (C h + D u) * silu(z), h (B, E, N) in place."""
-    batch, inner, n_state = state.shape
-    for b in range(batch):
-        for e in range(inner):
-            delta = dt[b, e] + dt_bias[e]
-            if delta <= 20.0:  # softplus with torch's threshold
-                delta = np.log1p(np.exp(delta))
-            delta_u = delta * u[b, e]
-            acc = 0.0
-            for n in range(n_state):
-                h = np.exp(delta * a[e, n]) * state[b, e, n] + delta_u * b_in[b, n]
-                state[b, e, n] = h
-                acc += h * c_out[b, n]
-            gate = z[b, e]
-            y[b, e] = (acc + d_skip[e] * u[b, e]) * gate / (1.0 + np.exp(-gate))

@@ -178,10 +178,8 @@ def _kernel_scan(model: MambaForCausalLM) -> Iterator[None]:
     plain = []
     if model.lm_head.weight.device.type == "cpu":
         plain = [m for m in mamba_mixers(model) if type(m) is MambaMixer]
-    if plain:
-        with torch.enable_grad():  # the kernels' first-use warm-up runs a backward
-            if not kernel_available():
-                plain = []
+    if plain and not kernel_available():
+        plain = []
     for mixer in plain:  # same parameters, only forward differs (enable_cpu_kernel)
         mixer.__class__ = CpuKernelMambaMixer
     try:

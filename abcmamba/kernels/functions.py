@@ -37,7 +37,8 @@ def load_kernels():
     try:
         # One tiny fp32 call per kernel compiles now, not mid-training (fp64,
         # used by gradcheck, compiles on its first call).
-        _warm_up(torch.float32)
+        with torch.enable_grad():  # it runs a backward; callers may be in no_grad
+            _warm_up(torch.float32)
     except Exception:
         _kernels = None
         raise
