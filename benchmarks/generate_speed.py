@@ -89,15 +89,16 @@ def measure(
     gen = torch.Generator().manual_seed(context)
     ids = torch.randint(3, VOCAB, (1, context), generator=gen)
     rows: dict[str, list] = {name: [] for name in variants}
-    start = clock()
+    # prefill in wall time: the numba scan runs on its own worker threads
+    start = time.perf_counter()
     base = forward(model, ids, None)
-    prefill_1 = clock() - start
+    prefill_1 = time.perf_counter() - start
     for batch in batches:
         prefill = prefill_1 if batch == 1 else None
         if batch > 1 and batch * context <= max_prefill:
-            start = clock()
+            start = time.perf_counter()
             forward(model, ids.expand(batch, -1).contiguous(), None)
-            prefill = clock() - start
+            prefill = time.perf_counter() - start
         caches = {name: repeat_cache(base, batch) for name in variants}
         token = torch.randint(3, VOCAB, (batch, 1), generator=gen)
         times: dict[str, list] = {name: [] for name in variants}
@@ -309,9 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{n} {params[n]:,} params (prefill: {scans[n]})" for n in results)
         + ". `mamba` = stock transformers MambaForCausalLM with abcmamba's fused single-token step "
         "(`abcmamba.kernels.decode`, installed by `import abcmamba`); `mamba-stock` = "
-        "transformers' own decode path. Times are CPU time of the (single) compute thread, because "
-        "this machine is shared and wall time includes waiting for other jobs (wall medians in the last "
-        "column). Decode = median (and minimum, the least disturbed) time of one cached step for the whole batch; "
+        "transformers' own decode path. Decode times are CPU time of the (single) compute thread, because "
+        "wall time includes waiting for other jobs on a shared machine (wall medians in the last "
+        "column); prefill is wall time (the numba scan runs on worker threads). Decode = median (and minimum, the least disturbed) time of one cached step for the whole batch; "
         "batch>1 prefill only up to "
         f"{args.max_prefill_tokens:,} tokens ('-' = not timed).\n\n"
         f"{md}\n\n"
