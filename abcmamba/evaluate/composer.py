@@ -236,7 +236,9 @@ def fit_features(
     if len(set(y)) < 2:
         raise ValueError("a composer classifier needs tunes of at least 2 composers")
     pipeline = make_pipeline(seed).fit(X, list(y))
-    return ComposerClassifier(list(composers), pipeline, dict(Counter(y)))
+    counts = Counter(y)
+    trained_on = {c: counts[c] for c in composers if counts[c]}
+    return ComposerClassifier(list(composers), pipeline, trained_on)
 
 
 def _fit_capped(
@@ -365,6 +367,7 @@ def classifier_section(
     """
     train = corpus["train"]
     labels = list(train["composer"])
+    given = bool(composers)
     composers = list(composers or select_composers(labels, min_pieces))
     if len(composers) < 2:
         raise ValueError(
@@ -390,7 +393,7 @@ def classifier_section(
         f"{len(FEATURE_NAMES)} music features",
         "features": list(FEATURE_NAMES),
         "composers": composers,
-        "min_pieces": min_pieces,
+        "min_pieces": None if given else min_pieces,
         "max_train_per_composer": max_per_composer,
         "trained_on": classifier.trained_on,
         "train_skipped": classifier.skipped,

@@ -216,13 +216,17 @@ def _composer_lines(section: dict, models: dict) -> list[str]:
     """Composer conditioning: the classifier on real tunes first, then on samples."""
     composers = section["composers"]
     trained = ", ".join(f"{c} {n}" for c, n in section["trained_on"].items())
+    chosen = (
+        f"composers with at least {section['min_pieces']} training tunes"
+        if section["min_pieces"]
+        else "composers as given"
+    )
     lines = [
         "## Composer conditioning",
         "",
         f"Classifier: {section['method']}, trained on the train split ({trained} "
         f"tunes; at most {section['max_train_per_composer']} per composer); "
-        f"composers with at least {section['min_pieces']} training tunes; chance "
-        f"{_pct(1 / len(composers))}.",
+        f"{chosen}; chance {_pct(1 / len(composers))}.",
         "",
     ]
     measures = [("held-out " + "+".join(section["held_out_splits"]), section["real"])]
@@ -244,10 +248,18 @@ def _composer_lines(section: dict, models: dict) -> list[str]:
         for c, row in result.get("per_composer", {}).items():
             share = _pct(row["share_as_requested"])
             rows.append([name, c, row["count"], row["classified"], share])
+        if result:
+            share = _pct(result["share_as_requested"])
+            classified = sum(r["classified"] for r in result["per_composer"].values())
+            rows.append([f"{name}, all", "", result["count"], classified, share])
     lines += _table(
         ["model", "requested composer", "samples", "classified", "as requested"], rows
     )
-    return lines
+    return lines + [
+        f"Chance is {_pct(1 / len(composers))}; a sample the classifier cannot read "
+        "counts as a miss.",
+        "",
+    ]
 
 
 def write_plots(report: dict, distances: dict, out: Path) -> list[str]:
