@@ -267,7 +267,8 @@ def _stepped_logits(model, ids: torch.Tensor, prefix: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("use_bias", [False, True])
-def test_fused_decode_step_matches_stock_path(tokenizer, monkeypatch, use_bias):
+@pytest.mark.parametrize("batch", [3, 9])  # the loop, and BLAS from 8 rows
+def test_fused_decode_step_matches_stock_path(tokenizer, monkeypatch, use_bias, batch):
     from transformers import MambaConfig, MambaForCausalLM
 
     torch.manual_seed(1)
@@ -279,7 +280,7 @@ def test_fused_decode_step_matches_stock_path(tokenizer, monkeypatch, use_bias):
         use_bias=use_bias,  # in_proj and out_proj biases
     )
     model = MambaForCausalLM(config).eval()
-    ids = torch.randint(3, len(tokenizer), (3, 10))
+    ids = torch.randint(3, len(tokenizer), (batch, 10))
     with decode.stock_decode():
         stock = _stepped_logits(model, ids, 4)
     calls = _count_calls(monkeypatch, "layer_step")

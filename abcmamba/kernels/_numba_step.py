@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit
 
 _JIT = {"cache": True, "fastmath": True, "nogil": True}
+_BLAS_BATCH = 8  # from this many rows a step's linears go to BLAS (np.dot)
 
 
 @njit(**_JIT)
@@ -51,6 +52,11 @@ def _linear(x, w, bias, out):  # pragma: no cover - compiled
     """out = x @ w.T (+ bias if it has entries): x (B, I), w (O, I), out (B, O)."""
     batch = x.shape[0]
     rows, cols = w.shape
+    if batch >= _BLAS_BATCH:  # a real matrix product: BLAS beats the loop
+        out[:] = np.dot(x, w.T)
+        if bias.shape[0]:
+            out += bias
+        return
     for o in range(rows):
         for b in range(batch):
             acc = 0.0
@@ -113,7 +119,7 @@ def layer_step(
     proj = np.empty((batch, rank + 2 * n_state), dtype=r.dtype)
     _linear(u, w_x, b_in[:0], proj)
     delta = np.empty((batch, inner), dtype=r.dtype)
-    _linear(proj[:, :rank], w_dt, b_dt, delta)
+    _linear(proj[:, :rank].copy(), w_dt, b_dt, delta)
 
     y = np.empty((batch, inner), dtype=r.dtype)
     for b in range(batch):
