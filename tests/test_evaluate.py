@@ -223,9 +223,8 @@ def test_conditioning_accuracy_checks_header_and_music(tunes):
 # ---------------------------------------------------------------- bpc
 
 
-@pytest.fixture(scope="module")
-def tiny_lm(tunes):
-    """A tokenizer trained on the fixture tunes and a random tiny Mamba."""
+def _tiny_lm(tunes: list[str]):
+    """A tokenizer trained on ``tunes`` and a random tiny Mamba."""
     from transformers import MambaConfig, MambaForCausalLM
 
     from abcmamba.tokenizer import train_tokenizer
@@ -242,6 +241,11 @@ def tiny_lm(tunes):
         pad_token_id=tokenizer.pad_token_id,
     )
     return MambaForCausalLM(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tunes):
+    return _tiny_lm(tunes)
 
 
 def test_bpc_matches_hand_computation(tiny_lm, tunes):
@@ -510,26 +514,12 @@ def test_composer_classifier_skips_unreadable_tunes(composer_tunes):
 
 def test_cli_composer_classifier_writes_its_section(tmp_path, composer_tunes):
     from datasets import Dataset, DatasetDict
-    from transformers import MambaConfig, MambaForCausalLM
 
     from abcmamba.abc import parse_header
     from abcmamba.cli import main
-    from abcmamba.tokenizer import train_tokenizer
 
     tunes, labels = composer_tunes
-    tokenizer = train_tokenizer(tunes, vocab_size=320, min_frequency=1)
-    torch.manual_seed(0)
-    model = MambaForCausalLM(
-        MambaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            state_size=4,
-            num_hidden_layers=2,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    model, tokenizer = _tiny_lm(tunes)
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
 
