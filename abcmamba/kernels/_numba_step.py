@@ -72,11 +72,12 @@ def _linear(x, w, bias, out):  # pragma: no cover - compiled
 @njit(**_JIT)
 def layer_step(
     r,
+    window,
+    h,
     norm_w,
     eps,
     w_in,
     b_in,
-    window,
     w_conv,
     b_conv,
     w_x,
@@ -84,11 +85,13 @@ def layer_step(
     b_dt,
     a,
     d_skip,
-    h,
     w_out,
     b_out,
 ):  # pragma: no cover - compiled
     """One Mamba block for one new token; updates ``r``, ``window``, ``h`` in place.
+
+    The state (r, window, h) comes first, then the layer's weights in the
+    order ``decode._Plan`` keeps them.
 
     Shapes: r (B, D); w_in (2E, D); window (B, E, K); w_conv (E, K); w_x
     (R + 2N, E); w_dt (E, R); a = -exp(A_log) (E, N); h (B, E, N); w_out

@@ -66,7 +66,7 @@ class _Plan:
         self.layers = []
         for layer in model.backbone.layers:
             m = layer.mixer
-            self.layers.append(
+            self.layers.append(  # layer_step's weight arguments, in order
                 (
                     _array(layer.norm.weight),
                     layer.norm.variance_epsilon,
@@ -134,13 +134,7 @@ def fast_step(
     # the residual stream, float32 as residual_in_fp32 keeps it
     r = plan.embeddings[input_ids[:, 0].numpy()]  # (B, D), a copy
     for weights, (window, h) in zip(plan.layers, states, strict=True):
-        norm_w, eps, w_in, b_in, w_conv, b_conv, w_x, w_dt, b_dt, a, d, w_out, b_out = (
-            weights
-        )
-        layer_step(
-            r, norm_w, eps, w_in, b_in, window, w_conv, b_conv, w_x, w_dt, b_dt, a,
-            d, h, w_out, b_out,
-        )  # fmt: skip
+        layer_step(r, window, h, *weights)
     logits = np.empty((r.shape[0], plan.lm_head.shape[0]), dtype=np.float32)
     head_step(r, plan.head[0], plan.head[1], plan.lm_head, logits)
     return torch.from_numpy(logits).unsqueeze(1)
