@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -391,15 +392,9 @@ def test_cli_missing_model_or_corpus_is_one_line(tmp_path, tiny_run, capsys):
 
 
 def test_compare_benchmark_table_from_run_folders(tmp_path, tiny_run, tiny_lm, capsys):
-    import importlib.util
-
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    spec = importlib.util.spec_from_file_location(
-        "compare", Path(__file__).parent.parent / "benchmarks" / "compare.py"
-    )
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
+    compare = _compare_module()
 
     model_dir, corpus = tiny_run
     mamba, tokenizer = tiny_lm
@@ -422,16 +417,75 @@ def test_compare_benchmark_table_from_run_folders(tmp_path, tiny_run, tiny_lm, c
     argv = runs + ["--data", str(corpus), "-n", "2", "--contexts", "32,64"]
     out = tmp_path / "compare"
     argv += ["--new-tokens", "2", "--max-new-tokens", "12", "--out", str(out)]
+    argv += ["--speed-repeats", "2"]
     assert compare.main(argv) == 0
     table = capsys.readouterr().out
     assert "| parameters |" in table and "decode tokens/s at 64 context" in table
-    rows = json.loads((out / "compare.json").read_text())["runs"]
-    assert [r["name"] for r in rows] == ["mamba-tiny", "llama-tiny"]
-    assert all(r["generation"]["32"]["decode_tokens_per_s"] > 0 for r in rows)
+    per_arch = json.loads((out / "compare.json").read_text())["per_arch"]
+    assert list(per_arch) == ["mamba", "llama"]
+    decode = per_arch["llama"]["metrics"]["decode tokens/s at 32 context"]
+    assert decode["n"] == 2 and decode["mean"] > 0 and decode["ci95"] is not None
+    # one run each: a mean, no interval, no test
+    assert per_arch["mamba"]["metrics"]["test bpc"]["ci95"] is None
+    assert "| test bpc | " in table
     assert (out / "evaluate" / "report.json").is_file()
     assert (
         compare.main(["--run", str(tmp_path / "missing"), "--data", str(corpus)]) == 2
     )
+
+
+def _compare_module():
+    """benchmarks/compare.py, imported once (its dataclass needs it in sys.modules)."""
+    import importlib.util
+
+    name = "benchmarks_compare"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).parent.parent / "benchmarks" / "compare.py"
+        )
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def test_compare_intervals_and_welch_test():
+    from scipy import stats
+
+    compare = _compare_module()
+    summary = compare.mean_ci([1.0, 2.0, 3.0])
+    # sd 1, sem 1/sqrt(3), t(0.975, 2) = 4.303
+    assert summary["mean"] == 2.0 and summary["ci95"] == pytest.approx(2.484, abs=1e-3)
+    assert compare.mean_ci([5.0])["ci95"] is None
+    assert compare.mean_ci([None, float("nan")])["mean"] is None
+    a, b = compare.mean_ci([1.0, 1.1, 0.9]), compare.mean_ci([2.0, 2.2, 1.9])
+    expected = stats.ttest_ind([1.0, 1.1, 0.9], [2.0, 2.2, 1.9], equal_var=False)
+    assert compare.welch(a, b) == pytest.approx(expected.pvalue)
+    assert compare.welch(a, compare.mean_ci([3.0])) is None
+
+
+def test_compare_sweep_picks_lowest_validation_bpc(tmp_path):
+    compare = _compare_module()
+    base = tmp_path / "runs" / "compare-tiny"
+    for lr, bpc in (("0.001", 1.3), ("0.002", 1.1), ("0.004", 1.2)):
+        final = base / f"mamba-lr{lr}-s0" / "final"
+        final.mkdir(parents=True)
+        (final / "config.json").write_text("{}")
+        record = {"arch": "mamba", "metrics": {"val_bpc": bpc}}
+        (final / compare.RUN_FILE).write_text(json.dumps(record))
+    args = compare.parse_args(
+        ["--preset", "tiny", "--archs", "mamba", "--lrs", "1e-3,2e-3,4e-3"]
+        + ["--seeds", "0,7", "--runs-dir", str(tmp_path / "runs")]
+    )
+    # the best rate's other seed is missing, and only that one
+    with pytest.raises(compare.UserError, match="mamba-lr0.002-s7"):
+        compare.sweep_and_seeds(args)
+    final = base / "mamba-lr0.002-s7" / "final"
+    final.mkdir(parents=True)
+    (final / "config.json").write_text("{}")
+    runs, sweep = compare.sweep_and_seeds(args)
+    assert [(r.lr, r.seed) for r in runs] == [(0.002, 0), (0.002, 7)]
+    assert sweep["best_lr"] == {"mamba": 0.002}
+    assert sweep["val_bpc"]["mamba"] == {"0.001": 1.3, "0.002": 1.1, "0.004": 1.2}
 
 
 # ---------------------------------------------------------------- composer classifier
