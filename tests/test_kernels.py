@@ -106,32 +106,81 @@ def test_padding_mask_matches_stock():
     assert rel_err(lf, lr) < REL_TOL
 
 
-def test_gradcheck_float64():
+def test_gradcheck_float64(monkeypatch):
     """Hand-written backwards agree with finite differences in float64."""
     gen = torch.Generator().manual_seed(0)
-    b, seqlen, dim, nstate, ksize = 2, 5, 3, 2, 3
+    b, seqlen, dim, ksize = 2, 5, 3, 3
 
     def rnd(*shape, scale=1.0):
         t = torch.randn(*shape, generator=gen, dtype=torch.float64) * scale
         return t.requires_grad_()
 
-    xz = rnd(b, seqlen, 2 * dim)
-    weight = rnd(dim, 1, ksize, scale=0.5)
-    bias = rnd(dim)
-    delta = torch.rand(
-        b, seqlen, dim, generator=gen, dtype=torch.float64
-    ).requires_grad_()
-    a = (
-        -torch.rand(dim, nstate, generator=gen, dtype=torch.float64) - 0.1
-    ).requires_grad_()
-    bm, cm, d_skip = rnd(b, seqlen, nstate), rnd(b, seqlen, nstate), rnd(dim)
+    xz, weight, bias = rnd(b, seqlen, 2 * dim), rnd(dim, 1, ksize, scale=0.5), rnd(dim)
     assert torch.autograd.gradcheck(functions.conv_silu, (xz, weight, bias))
 
-    def scan(u, delta, a, bm, cm, d_skip, xz):
-        return functions.selective_scan(u, delta, a, bm, cm, d_skip, xz)[0]
+    monkeypatch.setattr(functions, "CHUNK", 2)
+    monkeypatch.setattr(functions, "DBLK", 2)  # blocks that do not divide D=3
 
-    u = rnd(b, seqlen, dim)
-    assert torch.autograd.gradcheck(scan, (u, delta, a, bm, cm, d_skip, xz))
+    def scan(*args):
+        return functions.selective_scan(*args)[0]
+
+    inputs = scan_inputs(b, seqlen, dim=dim, nstate=2, dtype=torch.float64)
+    assert torch.autograd.gradcheck(scan, inputs)
+
+
+def selective_scan_reference(u, dt, dt_bias, a, bm, cm, d_skip, xz):
+    """The gated selective scan written with plain torch ops, one step per token."""
+    batch, seqlen, dim = u.shape
+    delta = torch.nn.functional.softplus(dt + dt_bias)  # Δ, (B, L, D)
+    h = torch.zeros(batch, dim, a.shape[1], dtype=u.dtype)  # (B, D, N)
+    ys = []
+    for t in range(seqlen):
+        da = torch.exp(delta[:, t, :, None] * a)  # exp(Δ_t A), (B, D, N)
+        h = da * h + (delta[:, t] * u[:, t])[..., None] * bm[:, t, None, :]
+        ys.append((h * cm[:, t, None, :]).sum(-1))  # s_t = C_t h_t, (B, D)
+    y = torch.stack(ys, 1) + d_skip * u  # (B, L, D)
+    return y * torch.nn.functional.silu(xz[..., dim:]), h
+
+
+def scan_inputs(batch, seqlen, dim=24, nstate=4, dtype=torch.float32):
+    """Random inputs of selective_scan at a realistic scale (Δ around 0.01 to 0.1)."""
+    gen = torch.Generator().manual_seed(batch * 1000 + seqlen + 1)
+
+    def rnd(*shape, scale=1.0, shift=0.0):
+        t = torch.randn(*shape, generator=gen, dtype=dtype) * scale + shift
+        return t.requires_grad_()
+
+    a = -torch.rand(dim, nstate, generator=gen, dtype=dtype) * nstate - 0.5
+    return (
+        rnd(batch, seqlen, dim),
+        rnd(batch, seqlen, dim, scale=0.5),
+        rnd(dim, scale=1.0, shift=-3.0),
+        a.requires_grad_(),
+        rnd(batch, seqlen, nstate),
+        rnd(batch, seqlen, nstate),
+        rnd(dim),
+        rnd(batch, seqlen, 2 * dim),
+    )
+
+
+@pytest.mark.parametrize(
+    "batch,seqlen", [(1, functions.CHUNK + 13), (3, 2 * functions.CHUNK), (2, 1)]
+)
+def test_selective_scan_matches_torch_reference(batch, seqlen):
+    """The prefill scan (x given): output, last state and every gradient match torch."""
+    inputs = scan_inputs(batch, seqlen)
+    gy = torch.randn(batch, seqlen, 24, generator=torch.Generator().manual_seed(9))
+    results = []
+    for fn in (selective_scan_reference, functions.selective_scan):
+        y, last = fn(*inputs)
+        grads = torch.autograd.grad((y * gy).sum(), inputs)
+        results.append((y.detach(), last, grads))
+    (yr, lr_, gr), (yf, lf, gf) = results
+    assert rel_err(yf, yr) < REL_TOL
+    assert rel_err(lf, lr_) < REL_TOL
+    names = ("u", "dt", "dt_bias", "A", "B", "C", "D", "xz")
+    for name, g_f, g_r in zip(names, gf, gr, strict=True):
+        assert rel_err(g_f, g_r) < REL_TOL, name
 
 
 def mamba_inner_reference(xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_skip):
@@ -139,21 +188,14 @@ def mamba_inner_reference(xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_
     _, seqlen, dim2 = xz.shape
     dim = dim2 // 2
     rank, nstate = dtproj_w.shape[1], a.shape[1]
-    x, z = xz[..., :dim], xz[..., dim:]
+    x = xz[..., :dim]
     u = torch.nn.functional.conv1d(
         x.transpose(1, 2), conv_w, conv_b, padding=conv_w.shape[-1] - 1, groups=dim
     )[..., :seqlen].transpose(1, 2)
     u = torch.nn.functional.silu(u)  # (B, L, D)
     dt, bm, cm = torch.split(u @ xproj_w.t(), [rank, nstate, nstate], dim=-1)
-    delta = torch.nn.functional.softplus(dt @ dtproj_w.t() + dtproj_b)  # (B, L, D)
-    h = torch.zeros(xz.shape[0], dim, nstate, dtype=xz.dtype)
-    ys = []
-    for t in range(seqlen):
-        da = torch.exp(delta[:, t, :, None] * a)  # exp(Δ_t A), (B, D, N)
-        h = da * h + (delta[:, t] * u[:, t])[..., None] * bm[:, t, None, :]
-        ys.append((h * cm[:, t, None, :]).sum(-1))
-    y = torch.stack(ys, 1) + d_skip * u
-    return y * torch.nn.functional.silu(z), h
+    dt = dt @ dtproj_w.t()  # (B, L, D)
+    return selective_scan_reference(u, dt, dtproj_b, a, bm, cm, d_skip, xz)
 
 
 def inner_inputs(batch, seqlen, dim=24, nstate=4, rank=3, ksize=4, dtype=torch.float32):

@@ -28,9 +28,10 @@ walking t backwards from the chunk checkpoints::
     ḡx_t      = D ḡs_t + Σ_n ḡh_t Δ_t B_t      ḡD += Σ_t ḡs_t x_t
     ḡh_{t-1}  = exp(Δ_t A) ḡh_t
 
-The training kernels (``mamba_scan_fwd``/``mamba_scan_bwd``) take dt_proj's
-output instead of Δ and apply the softplus themselves (Δ never becomes a
-tensor); softplus' is the logistic σ::
+The scan kernels (``mamba_scan_fwd``/``mamba_scan_bwd``, used for training
+and for prefill alike) take dt_proj's output without its bias instead of Δ and
+apply the softplus themselves (Δ never becomes a tensor); softplus' is the
+logistic σ::
 
     Δ_t       = softplus(dt_t + dt_bias)          ḡdt_t = ḡΔ_t σ(dt_t + dt_bias)
 
@@ -166,166 +167,6 @@ def _vsoftplus_overload(x):
 
 
 @njit(parallel=True, **_JIT)
-def scan_fwd(u, delta, a_t, bm, cm, d_skip, xz, y, ckpt, last_state, chunk, dblk):
-    """Gated selective scan forward; fills y, the chunk-start states and the last state."""
-    # Inner loops index 1-D views with the loop counter only: numba then knows
-    # the index is non-negative and LLVM vectorises (4-5x faster than a[n, d0 + d]).
-    batch, seqlen, dim = u.shape
-    nstate = a_t.shape[0]
-    nblk = (dim + dblk - 1) // dblk
-    for task in prange(batch * nblk):
-        b = task // nblk
-        d0 = (task % nblk) * dblk
-        dn = min(dblk, dim - d0)
-        d1 = d0 + dn
-        one = np.ones(1, dtype=u.dtype)[0]
-        h = np.zeros((nstate, dn), dtype=u.dtype)  # state of this channel block
-        acc = np.empty(dn, dtype=u.dtype)
-        du = np.empty(dn, dtype=u.dtype)
-        dsk = d_skip[d0:d1]
-        for t in range(seqlen):
-            if t % chunk == 0:
-                ckpt[b, t // chunk, :, d0:d1] = h
-            dl = delta[b, t, d0:d1]
-            ut = u[b, t, d0:d1]
-            for d in range(dn):
-                acc[d] = 0.0
-                du[d] = dl[d] * ut[d]
-            for n in range(nstate):
-                bn = bm[b, t, n]
-                cn = cm[b, t, n]
-                ar = a_t[n, d0:d1]
-                hr = h[n]
-                for d in range(dn):
-                    hv = vexp(dl[d] * ar[d]) * hr[d] + du[d] * bn
-                    hr[d] = hv
-                    acc[d] += hv * cn
-            zt = xz[b, t, dim + d0 : dim + d1]
-            yt = y[b, t, d0:d1]
-            for d in range(dn):
-                zz = zt[d]
-                yt[d] = (acc[d] + dsk[d] * ut[d]) * zz / (one + vexp(-zz))
-        last_state[b, d0:d1, :] = h.T
-
-
-@njit(parallel=True, **_JIT)
-def scan_bwd(
-    u,
-    delta,
-    a_t,
-    bm,
-    cm,
-    d_skip,
-    xz,
-    ckpt,
-    gy,
-    chunk,
-    dblk,
-    gu,
-    gdelta,
-    ga_part,
-    gb_part,
-    gc_part,
-    gd_part,
-    gxz,
-):
-    """Backward of scan_fwd: recomputes each chunk's states from its checkpoint."""
-    batch, seqlen, dim = u.shape
-    nstate = a_t.shape[0]
-    nblk = (dim + dblk - 1) // dblk
-    nchunk = (seqlen + chunk - 1) // chunk
-    for task in prange(batch * nblk):
-        b = task // nblk
-        blk = task % nblk
-        d0 = blk * dblk
-        dn = min(dblk, dim - d0)
-        d1 = d0 + dn
-        one = np.ones(1, dtype=u.dtype)[0]
-        zero = one - one
-        hbuf = np.empty((chunk + 1, nstate, dn), dtype=u.dtype)
-        dabuf = np.empty((chunk, nstate, dn), dtype=u.dtype)
-        gh = np.zeros((nstate, dn), dtype=u.dtype)
-        ga = np.zeros((nstate, dn), dtype=u.dtype)
-        gdsk = np.zeros(dn, dtype=u.dtype)
-        du = np.empty(dn, dtype=u.dtype)
-        ssbuf = np.empty((chunk, dn), dtype=u.dtype)  # scan output before D and gate
-        gs = np.empty(dn, dtype=u.dtype)
-        dsk = d_skip[d0:d1]
-        for c in range(nchunk - 1, -1, -1):
-            t0 = c * chunk
-            tlen = min(chunk, seqlen - t0)
-            hbuf[0] = ckpt[b, c, :, d0:d1]
-            # Recompute the states of this chunk (and keep exp(delta*A) for reuse).
-            for j in range(tlen):
-                t = t0 + j
-                dl = delta[b, t, d0:d1]
-                ut = u[b, t, d0:d1]
-                ss = ssbuf[j]
-                for d in range(dn):
-                    du[d] = dl[d] * ut[d]
-                    ss[d] = 0.0
-                for n in range(nstate):
-                    bn = bm[b, t, n]
-                    cn = cm[b, t, n]
-                    ar = a_t[n, d0:d1]
-                    hp = hbuf[j, n]
-                    hn = hbuf[j + 1, n]
-                    dar = dabuf[j, n]
-                    for d in range(dn):
-                        da = vexp(dl[d] * ar[d])
-                        dar[d] = da
-                        hv = da * hp[d] + du[d] * bn
-                        hn[d] = hv
-                        ss[d] += hv * cn
-            for j in range(tlen - 1, -1, -1):
-                t = t0 + j
-                dl = delta[b, t, d0:d1]
-                ut = u[b, t, d0:d1]
-                zt = xz[b, t, dim + d0 : dim + d1]
-                gyt = gy[b, t, d0:d1]
-                gzt = gxz[b, t, dim + d0 : dim + d1]
-                gut = gu[b, t, d0:d1]
-                gdl = gdelta[b, t, d0:d1]
-                ss = ssbuf[j]
-                for d in range(dn):
-                    zz = zt[d]
-                    sig = one / (one + vexp(-zz))
-                    g = gyt[d]
-                    pre = ss[d] + dsk[d] * ut[d]
-                    gzt[d] = g * pre * sig * (one + zz * (one - sig))
-                    gs[d] = g * zz * sig
-                    gdsk[d] += gs[d] * ut[d]
-                    gut[d] = gs[d] * dsk[d]
-                    gdl[d] = 0.0
-                for n in range(nstate):
-                    bn = bm[b, t, n]
-                    cn = cm[b, t, n]
-                    ar = a_t[n, d0:d1]
-                    hn = hbuf[j + 1, n]
-                    hp = hbuf[j, n]
-                    dar = dabuf[j, n]
-                    ghr = gh[n]
-                    gar = ga[n]
-                    acc_c = zero
-                    acc_b = zero
-                    for d in range(dn):
-                        ght = ghr[d] + gs[d] * cn
-                        acc_c += gs[d] * hn[d]
-                        da = dar[d]
-                        tmp = ght * da * hp[d]
-                        gdl[d] += tmp * ar[d] + ght * bn * ut[d]
-                        gar[d] += tmp * dl[d]
-                        gdu = ght * dl[d]
-                        acc_b += gdu * ut[d]
-                        gut[d] += gdu * bn
-                        ghr[d] = ght * da
-                    gc_part[b, blk, t, n] = acc_c
-                    gb_part[b, blk, t, n] = acc_b
-        ga_part[b, :, d0:d1] = ga
-        gd_part[b, d0:d1] = gdsk
-
-
-@njit(parallel=True, **_JIT)
 def conv_silu_fwd(xz, w_t, bias, u):
     """u = silu(causal depthwise conv of xz's first half); w_t is (K, D)."""
     batch, seqlen, dim2 = xz.shape
@@ -400,11 +241,16 @@ def conv_silu_bwd(xz, w_t, bias, gu, gxz, gw_part, gb_part):
 def mamba_scan_fwd(
     u, dt, dt_bias, a_t, xdbl, boff, coff, d_skip, xz, y, ckpt, last_state, chunk, dblk
 ):
-    """scan_fwd with Δ_t = softplus(dt_t + dt_bias) computed here (never stored).
+    """Gated selective scan forward; fills y, the chunk-start states and the last state.
 
-    B_t, C_t are read in place from the x_proj output ``xdbl`` (B, L, R + 2N) at
-    columns ``boff``/``coff``: no split, no copies.
+    Shapes: x ``u``, dt, y (B, L, D); dt_bias, D (D,); A ``a_t`` (N, D); xz
+    (B, L, 2D); ckpt (B, ceil(L / chunk), N, D); last_state (B, D, N).
+    Δ_t = softplus(dt_t + dt_bias) is computed here (never stored). B_t, C_t
+    are read in place from ``xdbl`` (B, L, *), e.g. x_proj's output (B, L, R + 2N),
+    at columns ``boff``/``coff``: no split, no copies.
     """
+    # Inner loops index 1-D views with the loop counter only: numba then knows
+    # the index is non-negative and LLVM vectorises (4-5x faster than a[n, d0 + d]).
     batch, seqlen, dim = u.shape
     nstate = a_t.shape[0]
     nblk = (dim + dblk - 1) // dblk
@@ -436,13 +282,14 @@ def mamba_scan_fwd(
                 ar = a_t[n, d0:d1]
                 hr = h[n]
                 for d in range(dn):
+                    # h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t;  s_t += C_t h_t
                     hv = vexp(dl[d] * ar[d]) * hr[d] + du[d] * bn
                     hr[d] = hv
                     acc[d] += hv * cn
             zt = xz[b, t, dim + d0 : dim + d1]
             yt = y[b, t, d0:d1]
             for d in range(dn):
-                zz = zt[d]
+                zz = zt[d]  # y_t = (s_t + D x_t) z_t σ(z_t)
                 yt[d] = (acc[d] + dsk[d] * ut[d]) * zz / (one + vexp(-zz))
         last_state[b, d0:d1, :] = h.T
 
@@ -475,7 +322,8 @@ def mamba_scan_bwd(
 
     Writes ḡx (gu, scan and D skip only), ḡ(dt_t) = ḡΔ_t σ(dt_t + dt_bias)
     (gdt), the gate's ḡz into gxz's second half and per-task partial sums of
-    ḡdt_bias, ḡA, ḡB, ḡC, ḡD. With q_t[d] = Σ_n ḡh_t[n, d] B_t[n] the terms of
+    ḡdt_bias (B, D), ḡA (B, N, D), ḡB, ḡC (B, ceil(D / dblk), L, N), ḡD (B, D); gxz's
+    first half is left as it is. With q_t[d] = Σ_n ḡh_t[n, d] B_t[n] the terms of
     ḡΔ_t and ḡx_t that go through B_t x_t cost one pass per (t, d), not per n.
     """
     batch, seqlen, dim = u.shape

@@ -108,24 +108,20 @@ def _scratch(slot: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Ten
 
 
 def _warm_up(dtype: torch.dtype) -> None:
-    """Run each kernel once on a tiny input of the given dtype."""
+    """Run every kernel (conv and scan, forward and backward) once on a tiny input."""
     gen = torch.Generator().manual_seed(0)
-    b, seqlen, dim, nstate, ksize = 1, 3, 2, 2, 2
-    xz = torch.randn(b, seqlen, 2 * dim, generator=gen, dtype=dtype)
-    w = torch.randn(dim, 1, ksize, generator=gen, dtype=dtype, requires_grad=True)
-    bias = torch.randn(dim, generator=gen, dtype=dtype)
-    u = ConvSiluFn.apply(xz, w, bias)
-    delta = torch.rand(b, seqlen, dim, generator=gen, dtype=dtype)
-    a = -torch.rand(dim, nstate, generator=gen, dtype=dtype)
-    bm = torch.randn(b, seqlen, nstate, generator=gen, dtype=dtype)
-    cm = torch.randn(b, seqlen, nstate, generator=gen, dtype=dtype)
-    d_skip = torch.randn(dim, generator=gen, dtype=dtype)
-    y, _ = SelectiveScanFn.apply(u, delta, a, bm, cm, d_skip, xz)
-    y.sum().backward()
-    rank = 2
-    xproj_w = torch.randn(rank + 2 * nstate, dim, generator=gen, dtype=dtype)
-    dtproj_w = torch.randn(dim, rank, generator=gen, dtype=dtype)
-    y, _ = MambaInnerFn.apply(xz, w, bias, xproj_w, dtproj_w, bias, a, d_skip)
+    b, seqlen, dim, nstate, ksize, rank = 1, 3, 2, 2, 2, 2
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=gen, dtype=dtype)
+
+    xz = rnd(b, seqlen, 2 * dim).requires_grad_()
+    conv_w, conv_b = rnd(dim, 1, ksize), rnd(dim)
+    xproj_w, dtproj_w, dtproj_b = rnd(rank + 2 * nstate, dim), rnd(dim, rank), rnd(dim)
+    a, d_skip = -torch.rand(dim, nstate, generator=gen, dtype=dtype), rnd(dim)
+    y, _ = MambaInnerFn.apply(
+        xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_skip
+    )
     y.sum().backward()
 
 
@@ -143,81 +139,6 @@ def _ready():
 def _np(t: torch.Tensor):
     """A numpy view of a contiguous CPU tensor (no copy)."""
     return t.detach().numpy()
-
-
-class SelectiveScanFn(torch.autograd.Function):
-    """y = (scan(u, delta, A, B, C) + D*u) * silu(z); z is the second half of xz."""
-
-    @staticmethod
-    @_serialized
-    def forward(ctx, u, delta, a, bm, cm, d_skip, xz):
-        nk = _ready()
-        batch, seqlen, dim = u.shape
-        nstate = a.shape[1]
-        u, delta, bm, cm, xz = (t.contiguous() for t in (u, delta, bm, cm, xz))
-        a_t = a.t().contiguous()  # (N, D)
-        d_skip = d_skip.contiguous()
-        nchunk = (seqlen + CHUNK - 1) // CHUNK
-        y = torch.empty_like(u)  # (B, L, D)
-        ckpt = torch.empty(batch, nchunk, nstate, dim, dtype=u.dtype)  # (B, L/T, N, D)
-        last = torch.empty(batch, dim, nstate, dtype=u.dtype)  # (B, D, N)
-        nk.scan_fwd(
-            _np(u),
-            _np(delta),
-            _np(a_t),
-            _np(bm),
-            _np(cm),
-            _np(d_skip),
-            _np(xz),
-            _np(y),
-            _np(ckpt),
-            _np(last),
-            CHUNK,
-            DBLK,
-        )
-        ctx.save_for_backward(u, delta, a_t, bm, cm, d_skip, xz, ckpt)
-        ctx.mark_non_differentiable(last)
-        return y, last
-
-    @staticmethod
-    @_serialized
-    def backward(ctx, gy, _glast):
-        nk = _ready()
-        u, delta, a_t, bm, cm, d_skip, xz, ckpt = ctx.saved_tensors
-        batch, seqlen, dim = u.shape
-        nstate = a_t.shape[0]
-        nblk = (dim + DBLK - 1) // DBLK
-        gy = gy.contiguous()
-        gu = torch.empty_like(u)
-        gdelta = torch.empty_like(u)
-        ga_part = torch.empty(batch, nstate, dim, dtype=u.dtype)
-        gb_part = torch.empty(batch, nblk, seqlen, nstate, dtype=u.dtype)
-        gc_part = torch.empty(batch, nblk, seqlen, nstate, dtype=u.dtype)
-        gd_part = torch.empty(batch, dim, dtype=u.dtype)
-        # Only the z half is written here; the conv backward fills the x half.
-        gxz = torch.zeros_like(xz)
-        nk.scan_bwd(
-            _np(u),
-            _np(delta),
-            _np(a_t),
-            _np(bm),
-            _np(cm),
-            _np(d_skip),
-            _np(xz),
-            _np(ckpt),
-            _np(gy),
-            CHUNK,
-            DBLK,
-            _np(gu),
-            _np(gdelta),
-            _np(ga_part),
-            _np(gb_part),
-            _np(gc_part),
-            _np(gd_part),
-            _np(gxz),
-        )
-        ga = ga_part.sum(0).t()  # (D, N)
-        return gu, gdelta, ga, gb_part.sum(1), gc_part.sum(1), gd_part.sum(0), gxz
 
 
 class ConvSiluFn(torch.autograd.Function):
@@ -264,6 +185,140 @@ class ConvSiluFn(torch.autograd.Function):
         return gxz, gw, gb
 
 
+def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz):
+    """Run mamba_scan_fwd: y (B, L, D), chunk checkpoints (B, L/T, N, D), last state (B, D, N).
+
+    x ``u`` and dt (B, L, D), xz (B, L, 2D); A ``a_t`` is (N, D); B_t and C_t
+    are N columns each of ``bc`` (B, L, *), from column ``boff`` on.
+    """
+    batch, seqlen, dim = u.shape
+    nstate = a_t.shape[0]
+    nchunk = (seqlen + CHUNK - 1) // CHUNK
+    y = torch.empty(batch, seqlen, dim, dtype=u.dtype)  # (B, L, D)
+    ckpt = torch.empty(batch, nchunk, nstate, dim, dtype=u.dtype)  # (B, L/T, N, D)
+    last = torch.empty(batch, dim, nstate, dtype=u.dtype)  # (B, D, N)
+    nk.mamba_scan_fwd(
+        _np(u),
+        _np(dt),
+        _np(dt_bias),
+        _np(a_t),
+        _np(bc),
+        boff,
+        boff + nstate,
+        _np(d_skip),
+        _np(xz),
+        _np(y),
+        _np(ckpt),
+        _np(last),
+        CHUNK,
+        DBLK,
+    )
+    return y, ckpt, last
+
+
+def _scan_backward(
+    nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz, ckpt, gy, gu, gdt, gxz
+):
+    """Run mamba_scan_bwd into ḡx ``gu``, ḡdt (B, L, D) and gxz's z half.
+
+    Returns ḡdt_bias (D,), ḡA (D, N), ḡB, ḡC (B, L, N) and ḡD (D,).
+    """
+    batch, seqlen, dim = u.shape
+    nstate = a_t.shape[0]
+    nblk = (dim + DBLK - 1) // DBLK
+    gdtb_part = torch.empty(batch, dim, dtype=u.dtype)
+    ga_part = torch.empty(batch, nstate, dim, dtype=u.dtype)
+    gb_part = torch.empty(batch, nblk, seqlen, nstate, dtype=u.dtype)
+    gc_part = torch.empty(batch, nblk, seqlen, nstate, dtype=u.dtype)
+    gd_part = torch.empty(batch, dim, dtype=u.dtype)
+    nk.mamba_scan_bwd(
+        _np(u),
+        _np(dt),
+        _np(dt_bias),
+        _np(a_t),
+        _np(bc),
+        boff,
+        boff + nstate,
+        _np(d_skip),
+        _np(xz),
+        _np(ckpt),
+        _np(gy),
+        CHUNK,
+        DBLK,
+        _np(gu),
+        _np(gdt),
+        _np(gdtb_part),
+        _np(ga_part),
+        _np(gb_part),
+        _np(gc_part),
+        _np(gd_part),
+        _np(gxz),
+    )
+    return (
+        gdtb_part.sum(0),
+        ga_part.sum(0).t(),
+        gb_part.sum(1),
+        gc_part.sum(1),
+        gd_part.sum(0),
+    )
+
+
+class SelectiveScanFn(torch.autograd.Function):
+    """y = (scan(x, Δ, A, B, C) + D x) silu(z), Δ = softplus(dt + dt_bias), z = xz's second half.
+
+    For prefill with a cache or a padding mask, where x comes from a conv with
+    cached left context or is masked, so it cannot be fused as in MambaInnerFn.
+    The same scan kernels; B and C travel as one (B, L, 2N) tensor.
+    """
+
+    @staticmethod
+    @_serialized
+    def forward(ctx, u, dt, dt_bias, a, bm, cm, d_skip, xz):
+        nk = _ready()
+        u, dt, xz = (t.contiguous() for t in (u, dt, xz))
+        bc = torch.cat((bm, cm), dim=-1)  # (B, L, 2N): B_t, then C_t
+        a_t = a.t().contiguous()  # (N, D)
+        dt_bias, d_skip = dt_bias.contiguous(), d_skip.contiguous()
+        y, ckpt, last = _scan_forward(nk, u, dt, dt_bias, a_t, bc, 0, d_skip, xz)
+        ctx.save_for_backward(u, dt, dt_bias, a_t, bc, d_skip, xz, ckpt)
+        ctx.mark_non_differentiable(last)
+        return y, last
+
+    @staticmethod
+    @_serialized
+    def backward(ctx, gy, _glast):
+        nk = _ready()
+        u, dt, dt_bias, a_t, bc, d_skip, xz, ckpt = ctx.saved_tensors
+        gy = gy.contiguous()
+        gu = torch.empty_like(u)  # (B, L, D)
+        gdt = torch.empty_like(u)  # (B, L, D)
+        # Only the z half is written here; x reaches y through u alone.
+        gxz = torch.zeros_like(xz)
+        gdtb, ga, gb, gc, gd = _scan_backward(
+            nk, u, dt, dt_bias, a_t, bc, 0, d_skip, xz, ckpt, gy, gu, gdt, gxz
+        )
+        return gu, gdt, gdtb, ga, gb, gc, gd, gxz
+
+
+def _x_and_dt(nk, xz, w_t, cb, xproj_w, dtproj_w, xdbl3=None):
+    """x_t = silu(conv(x)_t) and dt_proj's output without bias, both (B, L, D) in scratch.
+
+    MambaInnerFn's forward computes x_proj's output (B, L, R + 2N) here too; its
+    backward passes the one it saved. Returns (x, x_proj's output, dt).
+    """
+    batch, seqlen, dim2 = xz.shape
+    dim = dim2 // 2
+    rank = dtproj_w.shape[1]
+    u = _scratch("u", (batch, seqlen, dim), xz.dtype)
+    nk.conv_silu_fwd(_np(xz), _np(w_t), _np(cb), _np(u))
+    if xdbl3 is None:
+        xdbl3 = torch.mm(u.view(-1, dim), xproj_w.t()).view(batch, seqlen, -1)
+    dt_low = xdbl3.view(batch * seqlen, -1)[:, :rank]  # (B*L, R)
+    dt = _scratch("dt", (batch, seqlen, dim), xz.dtype)
+    torch.mm(dt_low, dtproj_w.t(), out=dt.view(-1, dim))
+    return u, xdbl3, dt
+
+
 class MambaInnerFn(torch.autograd.Function):
     """The Mamba block from in_proj's output to out_proj's input, in one piece.
 
@@ -286,44 +341,18 @@ class MambaInnerFn(torch.autograd.Function):
     @_serialized
     def forward(ctx, xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_skip):
         nk = _ready()
-        batch, seqlen, dim2 = xz.shape
-        dim = dim2 // 2
+        dim = xz.shape[2] // 2
         rank = dtproj_w.shape[1]
-        nstate = a.shape[1]
         xz = xz.contiguous()
         w_t = conv_w.reshape(dim, -1).t().contiguous()  # (K, D)
         has_conv_bias = conv_b is not None
         cb = conv_b.contiguous() if has_conv_bias else torch.zeros(dim, dtype=xz.dtype)
         # x after conv+SiLU and dt_proj's output (bias in the kernel) die here.
-        u = _scratch("u", (batch, seqlen, dim), xz.dtype)
-        nk.conv_silu_fwd(_np(xz), _np(w_t), _np(cb), _np(u))
-        xdbl = torch.mm(u.view(-1, dim), xproj_w.t())  # (B*L, R+2N)
-        dt = _scratch("dt", (batch * seqlen, dim), xz.dtype)
-        torch.mm(xdbl[:, :rank], dtproj_w.t(), out=dt)
+        u, xdbl3, dt = _x_and_dt(nk, xz, w_t, cb, xproj_w, dtproj_w)
         a_t = a.t().contiguous()  # (N, D)
         d_skip = d_skip.contiguous()
         dtproj_b = dtproj_b.contiguous()
-        nchunk = (seqlen + CHUNK - 1) // CHUNK
-        y = torch.empty(batch, seqlen, dim, dtype=u.dtype)
-        ckpt = torch.empty(batch, nchunk, nstate, dim, dtype=u.dtype)  # (B, L/T, N, D)
-        last = torch.empty(batch, dim, nstate, dtype=u.dtype)  # (B, D, N)
-        xdbl3 = xdbl.view(batch, seqlen, -1)
-        nk.mamba_scan_fwd(
-            _np(u),
-            _np(dt.view(batch, seqlen, dim)),
-            _np(dtproj_b),
-            _np(a_t),
-            _np(xdbl3),
-            rank,
-            rank + nstate,
-            _np(d_skip),
-            _np(xz),
-            _np(y),
-            _np(ckpt),
-            _np(last),
-            CHUNK,
-            DBLK,
-        )
+        y, ckpt, last = _scan_forward(nk, u, dt, dtproj_b, a_t, xdbl3, rank, d_skip, xz)
         ctx.save_for_backward(
             xz, w_t, cb, xproj_w, dtproj_w, dtproj_b, a_t, d_skip, xdbl3, ckpt
         )
@@ -343,54 +372,24 @@ class MambaInnerFn(torch.autograd.Function):
         dim = dim2 // 2
         rank = dtproj_w.shape[1]
         nstate = a_t.shape[0]
-        nblk = (dim + DBLK - 1) // DBLK
         dtype = xz.dtype
         # Recompute x_t and dt_proj's output (see the class docstring).
-        u = _scratch("u", (batch, seqlen, dim), dtype)
-        nk.conv_silu_fwd(_np(xz), _np(w_t), _np(cb), _np(u))
+        u, _, dt = _x_and_dt(nk, xz, w_t, cb, xproj_w, dtproj_w, xdbl3)
         xdbl = xdbl3.view(batch * seqlen, -1)
-        dt_low = xdbl[:, :rank]  # (B*L, R)
-        dt = _scratch("dt", (batch * seqlen, dim), dtype)
-        torch.mm(dt_low, dtproj_w.t(), out=dt)
         gy = gy.contiguous()
         gu = _scratch("gu", (batch, seqlen, dim), dtype)
         gdt = _scratch("gdt", (batch, seqlen, dim), dtype)
-        gdtb_part = torch.empty(batch, dim, dtype=dtype)
-        ga_part = torch.empty(batch, nstate, dim, dtype=dtype)
-        gb_part = torch.empty(batch, nblk, seqlen, nstate, dtype=dtype)
-        gc_part = torch.empty(batch, nblk, seqlen, nstate, dtype=dtype)
-        gd_part = torch.empty(batch, dim, dtype=dtype)
         # Every element is written: the scan fills the z half, the conv the x half.
         gxz = torch.empty_like(xz)
-        nk.mamba_scan_bwd(
-            _np(u),
-            _np(dt.view(batch, seqlen, dim)),
-            _np(dtproj_b),
-            _np(a_t),
-            _np(xdbl3),
-            rank,
-            rank + nstate,
-            _np(d_skip),
-            _np(xz),
-            _np(ckpt),
-            _np(gy),
-            CHUNK,
-            DBLK,
-            _np(gu),
-            _np(gdt),
-            _np(gdtb_part),
-            _np(ga_part),
-            _np(gb_part),
-            _np(gc_part),
-            _np(gd_part),
-            _np(gxz),
+        g_dtproj_b, ga, gb, gc, gd = _scan_backward(
+            nk, u, dt, dtproj_b, a_t, xdbl3, rank, d_skip, xz, ckpt, gy, gu, gdt, gxz
         )
         gdt2 = gdt.view(-1, dim)
         gxdbl = torch.empty_like(xdbl)  # ḡ of x_proj's output: (ḡdt, ḡB, ḡC)
         torch.mm(gdt2, dtproj_w, out=gxdbl[:, :rank])
-        gxdbl[:, rank : rank + nstate] = gb_part.sum(1).view(-1, nstate)
-        gxdbl[:, rank + nstate :] = gc_part.sum(1).view(-1, nstate)
-        g_dtproj_w = torch.mm(gdt2.t(), dt_low)  # (D, R)
+        gxdbl[:, rank : rank + nstate] = gb.view(-1, nstate)
+        gxdbl[:, rank + nstate :] = gc.view(-1, nstate)
+        g_dtproj_w = torch.mm(gdt2.t(), xdbl[:, :rank])  # (D, R)
         u2 = u.view(-1, dim)
         g_xproj_w = torch.mm(gxdbl.t(), u2)  # (R+2N, D)
         gu.view(-1, dim).addmm_(gxdbl, xproj_w)  # x_t also feeds x_proj
@@ -401,16 +400,7 @@ class MambaInnerFn(torch.autograd.Function):
         )
         g_conv_w = gw_part.sum(0).t().reshape(ctx.conv_shape)
         g_conv_b = gcb_part.sum(0) if ctx.has_conv_bias else None
-        return (
-            gxz,
-            g_conv_w,
-            g_conv_b,
-            g_xproj_w,
-            g_dtproj_w,
-            gdtb_part.sum(0),
-            ga_part.sum(0).t(),
-            gd_part.sum(0),
-        )
+        return gxz, g_conv_w, g_conv_b, g_xproj_w, g_dtproj_w, g_dtproj_b, ga, gd
 
 
 def mamba_inner(xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_skip):
@@ -421,10 +411,10 @@ def mamba_inner(xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_skip):
     )
 
 
-def selective_scan(u, delta, a, bm, cm, d_skip, xz):
-    """Gated selective scan; returns (y (B, L, D), last state (B, D, N))."""
+def selective_scan(u, dt, dt_bias, a, bm, cm, d_skip, xz):
+    """Gated selective scan, Δ = softplus(dt + dt_bias); returns (y (B, L, D), last state (B, D, N))."""
     load_kernels()
-    return SelectiveScanFn.apply(u, delta, a, bm, cm, d_skip, xz)
+    return SelectiveScanFn.apply(u, dt, dt_bias, a, bm, cm, d_skip, xz)
 
 
 def conv_silu(xz, weight, bias):

@@ -95,10 +95,11 @@ class CpuKernelMambaMixer(mm.MambaMixer):
             [self.time_step_rank, self.ssm_state_size, self.ssm_state_size],
             dim=-1,
         )  # (B, L, R), (B, L, N), (B, L, N)
-        delta = F.softplus(
-            F.linear(dt, self.dt_proj.weight, self.dt_proj.bias)
-        )  # (B, L, D)
-        y, last_state = selective_scan(u, delta, a, bm, cm, self.D.to(u.dtype), xz)
+        # Δ = softplus(dt + dt_proj.bias) is formed inside the scan.
+        dt = F.linear(dt, self.dt_proj.weight)  # (B, L, D)
+        y, last_state = selective_scan(
+            u, dt, self.dt_proj.bias, a, bm, cm, self.D.to(u.dtype), xz
+        )
         if cache_params is not None:
             cache_params.update_recurrent_state(last_state, self.layer_idx)
         return self.out_proj(y)  # (B, L, H)
