@@ -173,6 +173,32 @@ def test_constrained_sampling_is_valid_and_honours_fields(arch, tokenizer):
         assert letters == sorted(letters, key=gen.ORDER.get)  # canonical order
 
 
+def test_min_new_tokens_keeps_a_tune_going_past_its_end(tokenizer):
+    """A model that wants to end at once writes tunes of at least min_new_tokens."""
+    from abcmamba.abc import validate
+
+    model = _tiny("llama", tokenizer)
+    eos = tokenizer.eos_token_id
+
+    def prefer_eos(module, inputs, output):
+        output[..., eos] += 30.0  # EOS wherever the grammar allows it
+        return output
+
+    model.lm_head.register_forward_hook(prefer_eos)
+    common = dict(meter="4/4", seed=3, max_new_tokens=200, batch_size=3, retries=0)
+    short, _ = gen.generate_tunes(model, tokenizer, 3, **common)
+    long, reasons = gen.generate_tunes(
+        model, tokenizer, 3, min_new_tokens=120, **common
+    )
+    assert min(t.new_tokens for t in short) < 120  # one ends as soon as it may
+    assert not reasons
+    for t in long:
+        assert t.valid and t.finished and 120 <= t.new_tokens <= 200
+        assert validate(t.abc) == []
+    with pytest.raises(UserError, match="--min-new-tokens"):
+        gen.generate_tunes(model, tokenizer, 1, min_new_tokens=200, **common)
+
+
 def test_unconstrained_sampling_keeps_requested_header(tokenizer, monkeypatch):
     from abcmamba.abc import parse_header
 

@@ -70,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-new-tokens", type=int, help="default: generation_config, else 1024"
     )
+    parser.add_argument(
+        "--min-new-tokens",
+        type=int,
+        default=0,
+        help="a tune may not end before this many new tokens (long pieces: e.g. "
+        "2000 with --max-new-tokens 4096); the end of text is masked until then",
+    )
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument(
         "--retries",
@@ -155,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         "max_new_tokens": _setting(
             args.max_new_tokens, gc, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS
         ),
+        "min_new_tokens": args.min_new_tokens,
         "batch_size": args.batch_size,
         "retries": args.retries,
         "constrained": not args.unconstrained,
@@ -165,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
         known=known,
         **{k: settings[k] for k in ("composer", "rhythm", "meter", "unit", "key", "tempo",
                                     "prompt", "seed", "temperature", "top_p", "top_k",
-                                    "max_new_tokens", "batch_size", "retries", "constrained")},
+                                    "max_new_tokens", "min_new_tokens", "batch_size", "retries",
+                                    "constrained")},
     )  # fmt: skip
     seconds = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)

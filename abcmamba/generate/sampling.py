@@ -80,6 +80,13 @@ def _step(model, input_ids: torch.Tensor, cache):
 
 
 @torch.no_grad()
+def _restrict(row, scores: torch.Tensor, eos: int | None) -> None:
+    """The row's mask on its scores; the end of text when it leaves nothing else."""
+    row.restrict(scores)
+    if eos is not None and not torch.isfinite(scores).any():
+        scores[eos] = 0.0  # only the end was allowed, and min_new_tokens masked it
+
+
 def sample_batch(
     model,
     tokenizer,
@@ -93,12 +100,15 @@ def sample_batch(
     top_k: int = DEFAULT_TOP_K,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     constraint: AbcConstraint | None = None,
+    min_new_tokens: int = 0,
 ) -> list[tuple[str, int, bool]]:
     """Sample ``batch_size`` continuations of ``prompt``: (text, new tokens, finished).
 
     With a ``constraint`` every row follows the ABC grammar (and may run a few
     tokens past ``max_new_tokens`` only to write the ending it planned); without
-    one, rows are :class:`GuardedRow` (header guarded, body free).
+    one, rows are :class:`GuardedRow` (header guarded, body free). EOS is
+    masked for the first ``min_new_tokens`` tokens (the grammar lets music go
+    on past a final bar line), unless the ending planned for the budget needs it.
     """
     device = next(model.parameters()).device
     ids = tokenizer(prompt, return_tensors="pt").input_ids
@@ -119,10 +129,13 @@ def sample_batch(
     new_ids: list[list[int]] = [[] for _ in range(batch_size)]
     alive = list(range(batch_size))  # rows of the cache, in batch order
     steps = 0
+    eos = tokenizer.eos_token_id
     while alive:
+        if steps < min_new_tokens and eos is not None:
+            logits[:, eos] = float("-inf")
         for r, b in enumerate(alive):
             if rows[b].needs_mask:
-                rows[b].restrict(logits[r])
+                _restrict(rows[b], logits[r], eos)
         sampled = _sample(logits, temperature, top_k, top_p, gen).tolist()
         for r, b in enumerate(alive):
             # a refused token is removed and another drawn; the full mask (dearer)
@@ -133,7 +146,7 @@ def sample_batch(
                 if redraw < REDRAWS:
                     logits[r, sampled[r]] = float("-inf")
                 else:
-                    rows[b].restrict(logits[r])
+                    _restrict(rows[b], logits[r], eos)
                 again = _sample(logits[r : r + 1], temperature, top_k, top_p, gen)
                 sampled[r] = int(again[0])
         next_ids = []
@@ -223,6 +236,7 @@ def generate_tunes(
     retries: int = DEFAULT_RETRIES,
     constrained: bool = True,
     known: dict[str, dict[str, int]] | None = None,
+    min_new_tokens: int = 0,
 ) -> tuple[list[GeneratedTune], Counter]:
     """Sample ``n`` tunes honouring the requested fields; retry invalid ones.
 
@@ -232,6 +246,11 @@ def generate_tunes(
     """
     if n < 1 or batch_size < 1 or retries < 0:
         raise UserError("-n and --batch-size must be at least 1, --retries at least 0")
+    if not 0 <= min_new_tokens < max_new_tokens:
+        raise UserError(
+            f"--min-new-tokens must be from 0 to under --max-new-tokens "
+            f"({max_new_tokens}), not {min_new_tokens}"
+        )
     conditions = field_conditions(composer, rhythm, meter, unit, key, tempo, known)
     text, pending = build_prompt(conditions, prompt)
     constraint = None
@@ -258,6 +277,7 @@ def generate_tunes(
             model, tokenizer, text, pending, locked, len(slots), gen,
             temperature=temperature, top_p=top_p, top_k=top_k,
             max_new_tokens=max_new_tokens, constraint=constraint,
+            min_new_tokens=min_new_tokens,
         )  # fmt: skip
         seconds = max(time.perf_counter() - start, 1e-9)
         tokens = sum(s[1] for s in samples)
