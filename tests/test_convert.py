@@ -277,6 +277,32 @@ def test_first_ending_without_start_repeat(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_tie_into_endings_joins_the_next_note_of_the_text(tmp_path):
+    # abc2midi ties G3- to the first ending's G on both passes: on the second
+    # the G is held into the second ending, whose own G sounds again; the
+    # first ending's G is a rest wherever it is not played after the tie.
+    abc = tune("|: B3 | G3- |1 G D G :|2 G B c | d3 |]", "M:3/4\nL:1/4\nK:G")
+    assert midi_notes(abc, tmp_path)[3:8] == [
+        (8.0, 67, 1.0),
+        (9.0, 71, 3.0),
+        (12.0, 67, 4.0),
+        (15.0, 67, 1.0),
+        (16.0, 71, 1.0),
+    ]
+    agrees_with_abc2midi(abc)
+    back = tune("|: c2 d2 |[1 [ce]4- :|[2 e4 | f4 |]", "M:4/4\nL:1/4\nK:C")
+    assert midi_notes(back, tmp_path) == [
+        (0.0, 72, 2.0),
+        (2.0, 74, 2.0),
+        (4.0, 72, 4.0),
+        (4.0, 76, 8.0),
+        (8.0, 72, 2.0),
+        (10.0, 74, 2.0),
+        (16.0, 77, 4.0),
+    ]
+    agrees_with_abc2midi(back)
+
+
 def test_header_part_order_is_played(tmp_path):
     # P:ABA in the header: abc2midi plays part A, part B, part A again.
     abc = tune("P:A\nC8 :|\nP:B\nD8 |]", "M:4/4\nL:1/8\nP:ABA\nK:C")

@@ -72,6 +72,7 @@ def abc_to_musicxml_text(abc: str) -> str:
         logger.debug("abc2xml: %s", messages)
     add_default_clefs(docs[0])
     keep_long_rests(docs[0])
+    hold_lyrics(docs[0])
     xml = abc2xml.fixDoctype(docs[0])
     if "<note" not in xml:
         raise ConversionError("tune has no notes")
@@ -145,6 +146,25 @@ def keep_long_rests(score) -> None:
             type_.text = _HALF_TYPE[type_.text]
             at = list(measure).index(notes[0])
             measure.insert(at + 1, copy.deepcopy(notes[0]))
+
+
+def hold_lyrics(score) -> None:
+    """Move each :data:`~abcmamba.convert.ties.HOLD` annotation onto the note
+    after it as a lyric, in place, where music21 keeps it with the note
+    (a direction it would place in the measure, apart from its voice)."""
+    from abcmamba.convert.ties import HOLD
+
+    for measure in score.iter("measure"):
+        pending = None
+        for child in list(measure):
+            words = child.findtext("direction-type/words") or ""
+            if child.tag == "direction" and words.startswith(HOLD + ":"):
+                measure.remove(child)
+                pending = words
+            elif child.tag == "note" and pending and child.find("grace") is None:
+                lyric = ElementTree.SubElement(child, "lyric")
+                ElementTree.SubElement(lyric, "text").text = pending
+                pending = None
 
 
 def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:

@@ -598,7 +598,10 @@ _STATE_FIELD = re.compile(r"^(?:\[([KLM]):([^\]]*)\]|\n([KLM]):(.*)\n)$")
 
 
 def _expand(
-    tokens: list[Token], insert_starts: bool = True, start: dict | None = None
+    tokens: list[Token],
+    insert_starts: bool = True,
+    start: dict | None = None,
+    label: str = "tune",
 ) -> list[str]:
     """Play one voice through its repeats and endings exactly as abc2midi does.
 
@@ -608,17 +611,20 @@ def _expand(
     next `:|`, `|:`, `||`, `|]`, `[|` or ending, and that bar is not acted on.
     A jump back restores the key, meter and unit in force where the repeat
     starts (``start``: those of the header), as abc2midi plays them (not a
-    ``%%MIDI transpose``, which holds on).
+    ``%%MIDI transpose``, which holds on).  Ties are then settled as abc2midi
+    plays them across the jumps (:func:`abcmamba.convert.ties.abc2midi_ties`).
     """
+    from abcmamba.convert.ties import abc2midi_ties
+
     items = _features(tokens, insert_starts)
-    out: list[str] = []
+    out: list[tuple[str, int]] = []  # (text, the item it copies; -1: none)
     fields = dict(start or {})  # K, L, M -> value in force
     saved_fields = dict(fields)
 
     def jump_back() -> None:
         nonlocal fields
         out.extend(
-            f"[{letter}:{value}]"
+            (f"[{letter}:{value}]", -1)
             for letter, value in saved_fields.items()
             if fields.get(letter) != value
         )
@@ -631,7 +637,7 @@ def _expand(
         # decoration, must not leave an empty measure, which readers turn
         # into a bar of rest.
         if sounded[0]:
-            out.append("|")
+            out.append(("|", -1))
             sounded[0] = False
 
     saved, pass_no, max_pass, expect_repeat = -1, 1, 2, True  # -1: tune start
@@ -641,7 +647,7 @@ def _expand(
         guard -= 1
         kind, text, endings = items[j]
         if kind == "music":
-            out.append(text)
+            out.append((text, j))
             if _SOUNDING.match(text):
                 sounded[0] = True
             field = _STATE_FIELD.match(text)
@@ -676,7 +682,8 @@ def _expand(
         else:
             emit_bar()
         j += 1
-    return out
+    texts = [text if kind == "music" else "|" for kind, text, _ in items]
+    return abc2midi_ties(out, texts, dict(start or {}), label)
 
 
 def parse_part_order(spec: str) -> list[str]:
@@ -761,7 +768,7 @@ def _expand_voices(abc: str, insert_starts: bool = True) -> str:
             out.append(heads[voice_id])
         elif voice_id:
             out.append(f"V:{voice_id}")
-        text = "".join(_expand(tokens[voice_id], insert_starts, start))
+        text = "".join(_expand(tokens[voice_id], insert_starts, start, tune_label(abc)))
         out.extend(line for line in text.splitlines() if line.strip())
     return "\n".join(out) + "\n"
 

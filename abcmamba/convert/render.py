@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 
 from abcmamba.convert.abcread import abc_to_musicxml_text, abc_to_score, playable
@@ -109,14 +110,17 @@ def _notes_tied_by_pitch(score) -> None:
         for site, base in _note_sites(part):
             for element in list(site.notes):
                 offset = base + element.offset
+                holds = _holds(element)
                 if not isinstance(element, music21.chord.Chord):
+                    element.editorial.hold = holds.get(0, 0.0)
                     placed.append((offset, element, site))
                     continue
-                for member in element.notes:
+                for index, member in enumerate(element.notes):
                     note = music21.note.Note(
                         member.pitch, quarterLength=element.quarterLength
                     )
                     note.volume, note.tie = element.volume, member.tie
+                    note.editorial.hold = holds.get(index, 0.0)
                     site.insert(element.offset, note)
                     placed.append((offset, note, site))
                 site.remove(element)
@@ -133,6 +137,7 @@ def _notes_tied_by_pitch(score) -> None:
                 # its own voice's tie first (abc2xml may move a voice between bars)
                 tied_to = next((h for h in ends_here if h[2] == voice), ends_here[0])
                 tied_to[0].quarterLength += note.quarterLength
+                tied_to[0].editorial.hold += note.editorial.hold
                 site.remove(note)
                 held[key].remove(tied_to)
                 if tie.type == "continue":
@@ -142,6 +147,25 @@ def _notes_tied_by_pitch(score) -> None:
                 held.setdefault(key, []).append(
                     [note, offset + note.quarterLength, voice]
                 )
+        for _, note, _ in placed:
+            # a tie into a repeat or ending, held past the jump (see ties.py)
+            if note.editorial.get("hold") and note.activeSite is not None:
+                note.quarterLength += note.editorial.hold
+
+
+def _holds(element) -> dict[int, float]:
+    """Chord note index -> quarter notes that a :data:`HOLD` lyric lengthens it
+    by; the lyric is removed."""
+    from abcmamba.convert.ties import HOLD
+
+    holds: dict[int, float] = {}
+    for lyric in list(element.lyrics):
+        if lyric.text and lyric.text.startswith(HOLD + ":"):
+            _, indexes, whole_notes = lyric.text.split(":")
+            for index in indexes.split(","):
+                holds[int(index)] = float(Fraction(whole_notes) * 4)
+            element.lyrics.remove(lyric)
+    return holds
 
 
 def _voice_id(site):
