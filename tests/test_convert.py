@@ -482,6 +482,21 @@ def test_drum_voice_goes_to_channel_10_and_voices_get_own_channels(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_overfull_bar_on_a_shared_staff_moves_only_its_voice(tmp_path):
+    # voice 2's first bar is an eighth too long: abc2midi plays each voice
+    # on; one part for the staff (%%score) would start voice 1's bars late
+    abc = tune(
+        "V:1\nC4 D4 | E8 | F8 |\nV:2\nC,4 D,4 E,2 | G,8 | A,8 |",
+        "M:4/4\nL:1/8\n%%score (1 2)\nK:C",
+    )
+    assert [n for n in midi_notes(abc, tmp_path) if n[1] > 60] == [
+        (2.0, 62, 2.0),
+        (4.0, 64, 4.0),
+        (8.0, 65, 4.0),
+    ]
+    agrees_with_abc2midi(abc)
+
+
 def test_two_voices_on_one_staff_keep_their_unisons(tmp_path):
     head = "M:4/4\nL:1/8\n%%score (1 2)\nK:G"
     abc = tune("V:1\nxD3-D4 | G8 |]\nV:2\nz2D2 B,4 | G,8 |]", head)

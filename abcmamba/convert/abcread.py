@@ -170,6 +170,7 @@ def hold_lyrics(score) -> None:
 def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
     """Parse one ABC tune into a music21 Score."""
     from abcmamba.convert.abctext import (
+        drop_staff_groups,
         drop_text_blocks,
         expand_repeats,
         propagate_accidentals,
@@ -177,7 +178,7 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
 
     abc = propagate_accidentals(drop_text_blocks(abc))
     if expand:
-        abc = expand_repeats(abc)
+        abc = expand_repeats(drop_staff_groups(abc))
     xml = abc_to_musicxml_text(abc)
     try:
         score = music21.converter.parse(xml, format="musicxml", forceSource=True)

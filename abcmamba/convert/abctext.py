@@ -135,6 +135,19 @@ def drop_text_blocks(abc: str) -> str:
     return _TEXT_BLOCK.sub("%", abc)
 
 
+_STAFF_GROUPS = re.compile(r"^(?:%%|I:)(?:staves|score)\b.*$", re.M)
+_STAFF_MOVE = re.compile(r"\[I:\s*staff\b[^\]\n]*\]")
+
+
+def drop_staff_groups(abc: str) -> str:
+    """The tune without ``%%score``/``%%staves`` staff groupings.  For MIDI
+    only: abc2xml writes the voices of one staff as one part, where one
+    voice's overfull bar (common in scores converted from MusicXML) moves the
+    later bars of every voice of the staff; abc2midi plays each voice on.
+    Moves of a voice to another staff (``[I:staff 2]``) go with them."""
+    return _STAFF_MOVE.sub("", _STAFF_GROUPS.sub("%", abc))
+
+
 _TUPLET_SPEC = re.compile(r"\((\d+):(\d*)(?::(\d*))?")
 
 
