@@ -201,6 +201,39 @@ def test_failures_are_counted_not_dropped(tunes):
     assert sum(summary["reasons"].values()) == len(analyses[1].reasons) >= 2
 
 
+TWO_VOICES = """X:1
+T:Two voices and a silent one
+M:4/4
+L:1/4
+V:1
+V:2 clef=bass
+V:3
+K:C
+[V:1]c d e f |[V:2]C, D, E, F, |[V:3]z4 |
+[V:1]g a b c' |[V:2]G, A, B, C |[V:3]z4 |
+"""
+
+
+def test_voices_are_counted_and_measured_one_by_one():
+    from abcmamba.evaluate.samples import analyse_tune, voice_summary
+
+    a = analyse_tune(TWO_VOICES, midi=False)
+    assert a.reasons == [] or all("voice" not in r for r in a.reasons)
+    # the rest-only voice has no notes to lose
+    assert (a.voices_with_notes, a.parts_with_notes) == (2, 2)
+    assert a.every_voice_sounds and len(a.voice_features) == 2
+    upper, lower = a.voice_features
+    # per voice: 8 notes over an octave each; the piece spans c' (84) to C, (48)
+    assert upper["note_count"][0] == lower["note_count"][0] == 8
+    assert upper["pitch_range"][0] == lower["pitch_range"][0] == 12
+    assert a.features["note_count"][0] == 16 and a.features["pitch_range"][0] == 36
+    one = analyse_tune("X:1\nM:4/4\nL:1/4\nK:C\nc d e f|g a b c'|\n", midi=False)
+    assert one.voice_features == [] and one.voices_with_notes == 1
+    summary = voice_summary([a, one])
+    assert summary["multi_voice"] == summary["every_voice_sounds"] == 1
+    assert summary["voices_compared"] == 2
+
+
 def test_conditioning_accuracy_checks_header_and_music(tunes):
     from abcmamba.evaluate.samples import analyse_tune, conditioning_summary
 

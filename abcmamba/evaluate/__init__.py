@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-new-tokens", type=int, default=512, help="tokens per sample"
     )
+    parser.add_argument(
+        "--min-new-tokens",
+        type=int,
+        default=0,
+        help="no sample ends before this many new tokens (long pieces)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of sampling")
     parser.add_argument(
         "--sampler",
@@ -201,6 +207,7 @@ def _composer_conditioning(args, entry: dict, classifier, model, tokenizer) -> N
         args.max_new_tokens,
         args.batch_size,
         constrained=entry["sampler"] == "constrained",
+        min_new_tokens=getattr(args, "min_new_tokens", 0),
     )
     result = conditioning_summary(classifier, samples)
     result["not_sampled"] = errors
@@ -224,6 +231,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         conditions_from_records,
         sample_tunes,
         validity_summary,
+        voice_summary,
     )
     from abcmamba.evaluate.structure import BarIndex, structure_summary
     from abcmamba.generate.loading import load_model, resolve_model
@@ -231,6 +239,8 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     if args.n < 2:
         raise UserError("-n must be at least 2")
+    # callers that build their own Namespace (benchmarks/compare.py) may leave it out
+    min_new_tokens = getattr(args, "min_new_tokens", 0)
     specs = list(dict.fromkeys(args.model))
     for spec in specs:
         resolve_model(spec)  # fail before any slow work
@@ -264,6 +274,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     real_structure = structure_summary(
         [a.bars for a in real], [a.repeats for a in real]
     )
+    real_voices = [f for a in real for f in a.voice_features]
     report: dict = {
         "data": str(args.data),
         "split": args.split,
@@ -271,6 +282,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "real": {
             "validity": validity_summary(real),
+            "voices": voice_summary(real),
             "features_computed_on": len(real_features),
             "structure": real_structure,
             "plagiarism": _plagiarism(index, real_abc, train_ids),
@@ -338,6 +350,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                 args.max_new_tokens,
                 args.batch_size,
                 constrained=sampler == "constrained",
+                min_new_tokens=min_new_tokens,
             )
             conditioned = sample_tunes(
                 model,
@@ -347,6 +360,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                 args.max_new_tokens,
                 args.batch_size,
                 constrained=sampler == "constrained",
+                min_new_tokens=min_new_tokens,
             )
             entry["sampling_seconds"] = time.perf_counter() - start
             free_a = analyse_tunes(
@@ -376,6 +390,12 @@ def evaluate(args: argparse.Namespace) -> dict:
                 )
                 entry["features"] = {f: {} for f in FEATURES}
             distances[label] = _distances(real_features, generated)
+            entry["voices"] = voice_summary(every)
+            generated_voices = [f for a in every for f in a.voice_features]
+            if len(real_voices) >= 2 and generated_voices:
+                entry["features_per_voice"] = compare_sets(
+                    real_voices, generated_voices
+                )
             structure = structure_summary(
                 [a.bars for a in every], [a.repeats for a in every]
             )

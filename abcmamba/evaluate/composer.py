@@ -417,6 +417,7 @@ def sample_per_composer(
     max_new_tokens: int = 512,
     batch_size: int = 8,
     constrained: bool = True,
+    min_new_tokens: int = 0,
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """n samples asked for `C:COMPOSER` per composer; composers the model cannot write, with why."""
     from abcmamba import UserError
@@ -434,6 +435,7 @@ def sample_per_composer(
                 max_new_tokens,
                 batch_size,
                 constrained=constrained,
+                min_new_tokens=min_new_tokens,
             )
         except UserError as err:
             logger.warning("no samples for composer %s: %s", composer, err)

@@ -71,6 +71,18 @@ class NoteArray:
     def __len__(self) -> int:
         return int(self.pitch.shape[0])
 
+    def voices(self) -> list[NoteArray]:
+        """One NoteArray per voice (part) that has notes, in voice order."""
+        return [
+            NoteArray(
+                self.pitch[mask],
+                self.onset[mask],
+                self.duration[mask],
+                self.voice[mask],
+            )
+            for mask in (self.voice == v for v in np.unique(self.voice))
+        ]
+
 
 def notes_from_stream(stream) -> NoteArray:
     """Extract a NoteArray from a music21 Score/Part/Stream (chords give one note per pitch)."""

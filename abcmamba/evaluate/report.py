@@ -161,6 +161,7 @@ def write_markdown(report: dict, path: Path) -> None:
     lines += _table(
         ["feature"] + [f"{n} {k}" for n in names for k in ("OA", "KL")], rows
     )
+    lines += _voice_lines(report)
     lines += ["## Structure and plagiarism", ""]
     rows = [
         [
@@ -206,6 +207,53 @@ def write_markdown(report: dict, path: Path) -> None:
         lines += _composer_lines(report["composer_classifier"], models)
     lines += ["## Definitions", "", *DEFINITIONS, ""]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _voice_lines(report: dict) -> list[str]:
+    """Voices: multi-voice pieces, every voice converted, per-voice feature overlap."""
+    models = report["models"]
+    sets = {"real": report["real"].get("voices")} | {
+        name: m.get("voices") for name, m in models.items()
+    }
+    if not any(v and v["multi_voice"] for v in sets.values()):
+        return []
+    lines = [
+        "## Voices",
+        "",
+        "Multi-voice pieces, how many sound every voice that has notes in the "
+        "ABC once converted (the music21 score that MIDI and MusicXML are written "
+        "from), and the Yang & Lerch overlap areas computed per voice.",
+        "",
+    ]
+    rows = [
+        [
+            name,
+            v["count"],
+            v["multi_voice"],
+            v["every_voice_sounds"],
+            v["voices_mean"],
+            v["voices_compared"],
+        ]
+        for name, v in sets.items()
+        if v
+    ]
+    lines += _table(
+        ["set", "pieces", "multi-voice", "every voice sounds", "voices (mean)",
+         "voices compared"],
+        rows,
+    )  # fmt: skip
+    per_voice = [n for n in models if models[n].get("features_per_voice")]
+    if per_voice:
+        rows = [
+            [f]
+            + [
+                models[n]["features_per_voice"][f].get("overlap_area")
+                for n in per_voice
+            ]
+            for f in FEATURES
+        ]
+        lines += _table(["feature (per voice)", *[f"{n} OA" for n in per_voice]], rows)
+    return lines
 
 
 def _pct(value) -> str:

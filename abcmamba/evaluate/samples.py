@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from abcmamba.abc import validate
 from abcmamba.abc.header import Header, canonical_key, canonical_meter, parse_header
+from abcmamba.abc.validate import voice_tokens
 from abcmamba.convert import abc_to_midi, abc_to_score
 from abcmamba.evaluate.metrics import notes_from_stream, piece_features
 from abcmamba.evaluate.structure import bar_texts, has_repeats
@@ -46,6 +47,14 @@ class TuneAnalysis:
     key_sharps: int | None = None  # key signature the tune declares
     analysed_sharps: int | None = None  # key signature of music21's key estimate
     bar_fit: float | None = None  # share of inner bars whose length fits the meter
+    voices_with_notes: int = 0  # voices of the ABC that hold notes
+    parts_with_notes: int = 0  # parts of the converted score that hold notes
+    voice_features: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    @property
+    def every_voice_sounds(self) -> bool:
+        """Each voice with notes in the ABC has notes in the score MIDI/MusicXML come from."""
+        return self.parsed and self.parts_with_notes >= self.voices_with_notes
 
     @property
     def valid(self) -> bool:
@@ -123,6 +132,17 @@ def analyse_tune(abc: str, midi: bool = True, finished: bool = True) -> TuneAnal
         result.reasons.append("fewer than 2 notes")
     else:
         result.features = piece_features(notes)
+    try:
+        result.voices_with_notes = sum(
+            any(t.kind in ("note", "chord") for t in tokens)
+            for tokens in voice_tokens(abc).values()
+        )
+    except Exception as err:  # the tokenizer's fault, not the tune's
+        logger.debug("voice split failed: %s", err)
+    voices = notes.voices()
+    result.parts_with_notes = len(voices)
+    if len(voices) > 1:
+        result.voice_features = [piece_features(v) for v in voices if len(v) >= 2]
     if "K" in result.header:
         result.key_sharps = key_signature_sharps(result.header.get("K"))
     try:
@@ -219,6 +239,20 @@ class Sample:
     finished: bool
 
 
+def voice_summary(analyses: Sequence[TuneAnalysis]) -> dict:
+    """Multi-voice tunes, how many sound every voice once converted, voices per piece."""
+    multi = [a for a in analyses if a.voices_with_notes > 1]
+    return {
+        "count": len(analyses),
+        "multi_voice": len(multi),
+        "every_voice_sounds": sum(a.every_voice_sounds for a in multi),
+        "voices_mean": (
+            float(np.mean([a.voices_with_notes for a in multi])) if multi else None
+        ),
+        "voices_compared": sum(len(a.voice_features) for a in analyses),
+    }
+
+
 def sample_tunes(
     model,
     tokenizer,
@@ -227,6 +261,7 @@ def sample_tunes(
     max_new_tokens: int = 512,
     batch_size: int = 8,
     constrained: bool = True,
+    min_new_tokens: int = 0,
 ) -> list[Sample]:
     """One raw sample (no retries) per request, with or without the ABC grammar."""
     from abcmamba.generate import generate_tunes
@@ -247,6 +282,7 @@ def sample_tunes(
             batch_size=batch_size,
             retries=0,
             constrained=constrained,
+            min_new_tokens=min_new_tokens,
             **kwargs,
         )
         for i, tune in zip(indices, tunes, strict=True):
