@@ -303,6 +303,7 @@ def test_tie_into_endings_joins_the_next_note_of_the_text(tmp_path):
     agrees_with_abc2midi(back)
 
 
+
 def test_header_part_order_is_played(tmp_path):
     # P:ABA in the header: abc2midi plays part A, part B, part A again.
     abc = tune("P:A\nC8 :|\nP:B\nD8 |]", "M:4/4\nL:1/8\nP:ABA\nK:C")
@@ -843,7 +844,7 @@ def test_tab_before_a_comment_in_a_voice_line(tmp_path):
     agrees_with_abc2midi(abc)
 
 
-def test_microtone_in_a_grace_note_is_not_a_note(tmp_path, caplog):
+def test_microtone_in_a_grace_note(tmp_path, caplog):
     abc = tune("{_/E} DDDF2 _/E2 | D8 |")
     assert pitches(abc, tmp_path) == [62, 62, 62, 65, 64, 62]
     assert "microtones of grace notes are not written" in caplog.text
@@ -879,4 +880,26 @@ def test_tie_between_different_pitches_is_no_tie(tmp_path):
     # without its own accidental the tied note keeps the pitch across the bar
     abc = tune("z4 z2 =c2- | c4 z4 |", "M:4/4\nL:1/8\nK:D")
     assert midi_notes(abc, tmp_path) == [(3.0, 72, 3.0)]
+    agrees_with_abc2midi(abc)
+
+
+def test_apostrophe_before_a_note_is_a_staccato(tmp_path):
+    # Nottingham Music Database: "'A" is a staccato to abc2midi, not an
+    # octave mark of the note before it ("B 'c")
+    # before a chord only when no length follows it ("'[ce]", not "'[ce]2")
+    abc = tune("'A B 'c d | ('[ce]2 f g | '[ce] f g a |", "M:4/4\nL:1/4\nK:D")
+    assert midi_notes(abc, tmp_path)[:4] == [
+        (0.0, 69, 0.5),
+        (1.0, 71, 1.0),
+        (2.0, 73, 0.5),
+        (3.0, 74, 1.0),
+    ]
+    agrees_with_abc2midi(abc)
+
+
+def test_chord_symbol_left_open_ends_with_its_line(tmp_path):
+    # abc2midi ends an unclosed "..." at the end of the line; abc2xml would
+    # read the next line's notes as text up to its first quote
+    abc = tune('"G c d e f |\n"C"g a b c\' |', "M:4/4\nL:1/4\nK:G")
+    assert pitches(abc, tmp_path) == [79, 81, 83, 84]
     agrees_with_abc2midi(abc)

@@ -34,7 +34,9 @@ def abc_to_musicxml_text(abc: str) -> str:
     if "K:" not in abc:
         raise ConversionError("no K: field")
     from abcmamba.convert.abctext import (
+        apostrophe_staccato,
         bagpipe_keys,
+        closed_quotes,
         drop_grace_after_broken_rhythm,
         drop_text_blocks,
         drop_text_fields,
@@ -55,7 +57,9 @@ def abc_to_musicxml_text(abc: str) -> str:
     abc = written_long_broken_rhythm(grace_notes_without_microtones(abc))
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
     abc = header_transpose_in_voices(plain_key_modes(abc))
-    abc = ties_before_slur_ends(unbracketed_meters(abc))
+    abc = ties_before_slur_ends(
+        unbracketed_meters(apostrophe_staccato(closed_quotes(abc)))
+    )
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:
         docs = abc2xml.getXmlDocs(abc)

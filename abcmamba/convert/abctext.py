@@ -354,6 +354,51 @@ def ties_before_slur_ends(abc: str) -> str:
     return "\n".join(header + body) + "\n"
 
 
+def closed_quotes(abc: str) -> str:
+    """A chord symbol or annotation left open is closed at the end of its
+    line, where abc2midi ends it (abc2xml reads on into the next line)."""
+    header, body = split_header(abc)
+    out = []
+    for line in body:
+        if not _NOT_MUSIC.match(line) and '"' in line:
+            tokens = tokenize(line)
+            quote = [t for t in tokens if t.kind == "quote"]
+            if quote and (len(quote[-1].text) == 1 or quote[-1].text[-1] != '"'):
+                line = line.rstrip() + '"'
+        out.append(line)
+    return "\n".join(header + out) + "\n"
+
+
+def _chord_without_length(tokens: list[Token], at: int) -> bool:
+    # abc2midi plays "'[ce]" staccato, but "'[ce]2" full length
+    if tokens[at].text != "[":
+        return False
+    close = next((j for j in range(at, len(tokens)) if tokens[j].text == "]"), None)
+    return close is not None and (
+        close + 1 == len(tokens) or tokens[close + 1].text not in "0123456789/"
+    )
+
+
+def apostrophe_staccato(abc: str) -> str:
+    """``'A`` (a ``'`` before a note, not after one) as ``.A``: abc2midi reads
+    it as a staccato, abc2xml as an octave mark of the note before it (seen
+    in the Nottingham Music Database)."""
+    header, body = split_header(abc)
+    out = []
+    for line in body:
+        if not _NOT_MUSIC.match(line) and "'" in line:
+            tokens = tokenize(line)
+            for i, token in enumerate(tokens[:-1]):
+                if token.text == "'" and (
+                    tokens[i + 1].kind in ("note", "deco", "quote")
+                    or _chord_without_length(tokens, i + 1)
+                ):
+                    token.text = "."
+            line = "".join(token.text for token in tokens)
+        out.append(line)
+    return "\n".join(header + out) + "\n"
+
+
 _GRACE_AFTER_BROKEN = re.compile(r"([<>]+)\s*\{[^}\n]*\}")
 
 
