@@ -178,8 +178,11 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
         drop_text_blocks,
         expand_repeats,
         propagate_accidentals,
+        tonic_accidental_dropped,
     )
 
+    if expand:
+        abc = tonic_accidental_dropped(abc)
     abc = propagate_accidentals(drop_text_blocks(abc))
     if expand:
         abc = expand_repeats(drop_staff_groups(abc))

@@ -259,11 +259,33 @@ _KEY_FIELD = re.compile(r"(^K:|\[K:)([^\]\n%]*)", re.M)
 
 def spaced_key_accidentals(abc: str) -> str:
     """``K:C^f^c`` as ``K:C ^f ^c``: abc2xml reads explicit accidentals of a key
-    only when spaces part them.  (abc2midi drops the first of glued ones, here
-    the F sharp; we play what the standard says.)"""
+    only when spaces part them.  (For MIDI abc2midi drops the first, see
+    :func:`tonic_accidental_dropped`.)"""
     return _KEY_FIELD.sub(
         lambda m: m.group(1) + GLUED_ACCIDENTAL.sub(" ", m.group(2)), abc
     )
+
+
+_GLUED_TO_TONIC = re.compile(
+    r"(^K:[ \t]*|\[K:[ \t]*)([A-G])(?:\^{1,2}|_{1,2}|=)[A-Ga-g]", re.M
+)
+
+
+def tonic_accidental_dropped(abc: str) -> str:
+    """``K:C^f^c`` as ``K:C^c``, with a warning: abc2midi ignores an explicit
+    accidental glued to a one-letter tonic (not after a mode or ``b``/``#``:
+    ``K:Am^g`` keeps it).  Arguably an abc2midi bug, but it is what its users
+    hear, so MIDI plays it so; engraving keeps the standard's key."""
+    dropped = _GLUED_TO_TONIC.findall(abc)
+    if not dropped:
+        return abc
+    logger.warning(
+        "%s: K:%s...: the accidental glued to the tonic is dropped, as abc2midi "
+        "plays it",
+        tune_label(abc),
+        dropped[0][1],
+    )
+    return _GLUED_TO_TONIC.sub(r"\1\2", abc)
 
 
 _BRACKETED_METER = re.compile(r"(^M:\s*|\[M:\s*)\((\d+(?:\+\d+)+)\)(?=/)", re.M)
