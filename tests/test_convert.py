@@ -849,11 +849,35 @@ def test_tab_before_a_comment_in_a_voice_line(tmp_path):
     agrees_with_abc2midi(abc)
 
 
-def test_microtone_in_a_grace_note(tmp_path, caplog):
+def test_microtone_in_a_grace_note_or_chord_is_not_a_note(tmp_path, caplog):
     abc = tune("{_/E} DDDF2 _/E2 | D8 |")
     assert pitches(abc, tmp_path) == [62, 62, 62, 65, 64, 62]
-    assert "microtones of grace notes are not written" in caplog.text
+    assert "without abc2midi's pitch bend" in caplog.text
     agrees_with_abc2midi(abc)
+    # abc2xml read "[C_22/100EG]" as three notes one after the other
+    abc = tune("[C_22/100EG]8 | [CEG]8 |")
+    assert midi_notes(abc, tmp_path)[:3] == [
+        (0.0, 60, 4.0),
+        (0.0, 64, 4.0),
+        (0.0, 67, 4.0),
+    ]
+    agrees_with_abc2midi(abc)
+
+
+def test_clef_middle_does_not_move_the_notes(tmp_path):
+    # abc2midi plays the notes as written; abc2xml moved them an octave
+    for key in ("K:C bass middle=d", "K:C treble middle=B"):
+        assert pitches(tune("CDEF GABc |", f"M:4/4\nL:1/8\n{key}"), tmp_path) == [
+            60,
+            62,
+            64,
+            65,
+            67,
+            69,
+            71,
+            72,
+        ]
+        agrees_with_abc2midi(tune("CDEF GABc |", f"M:4/4\nL:1/8\n{key}"))
 
 
 def test_bracketed_additive_meter(tmp_path):

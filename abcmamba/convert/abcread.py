@@ -42,8 +42,8 @@ def abc_to_musicxml_text(abc: str) -> str:
         drop_text_fields,
         explicit_unit_length,
         full_tuplet_specs,
-        grace_notes_without_microtones,
         header_transpose_in_voices,
+        microtones_as_written_notes,
         plain_key_modes,
         spaced_key_accidentals,
         ties_before_slur_ends,
@@ -54,7 +54,7 @@ def abc_to_musicxml_text(abc: str) -> str:
     # a tab before a comment ("V:M\t% Melody") crashes abc2xml's voice reader
     abc = drop_text_fields(drop_text_blocks(abc.replace("\t", " ")))
     abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
-    abc = written_long_broken_rhythm(grace_notes_without_microtones(abc))
+    abc = written_long_broken_rhythm(microtones_as_written_notes(abc))
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
     abc = header_transpose_in_voices(plain_key_modes(abc))
     abc = ties_before_slur_ends(
@@ -174,6 +174,7 @@ def hold_lyrics(score) -> None:
 def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
     """Parse one ABC tune into a music21 Score."""
     from abcmamba.convert.abctext import (
+        clef_middle_dropped,
         drop_staff_groups,
         drop_text_blocks,
         expand_repeats,
@@ -182,7 +183,7 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
     )
 
     if expand:
-        abc = tonic_accidental_dropped(abc)
+        abc = clef_middle_dropped(tonic_accidental_dropped(abc))
     abc = propagate_accidentals(drop_text_blocks(abc))
     if expand:
         abc = expand_repeats(drop_staff_groups(abc))

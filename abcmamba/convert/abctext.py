@@ -148,6 +148,18 @@ def drop_staff_groups(abc: str) -> str:
     return _STAFF_MOVE.sub("", _STAFF_GROUPS.sub("%", abc))
 
 
+_MIDDLE = re.compile(
+    r"(^(?:K|V):[^%\n]*?|\[(?:K|V):[^\]\n]*?)\s+middle=\S+?(?=[\s\]%]|$)", re.M
+)
+
+
+def clef_middle_dropped(abc: str) -> str:
+    """``K:C bass middle=d`` as ``K:C bass``.  For MIDI only: ``middle=``
+    places notes on the staff and abc2midi plays them as written, but abc2xml
+    moves them (even ``treble middle=B``, the default, an octave down)."""
+    return _MIDDLE.sub(r"\1", abc)
+
+
 _TUPLET_SPEC = re.compile(r"\((\d+):(\d*)(?::(\d*))?")
 
 
@@ -424,24 +436,30 @@ def apostrophe_staccato(abc: str) -> str:
 _GRACE_AFTER_BROKEN = re.compile(r"([<>]+)\s*\{[^}\n]*\}")
 
 
-_GRACE_GROUP = re.compile(r"\{[^}\n]*\}")
+_GRACE_OR_CHORD = re.compile(r"\{[^}\n]*\}|\[(?![A-Za-z]:)[^\]\[\n]*\]")
 _MICROTONE = re.compile(r"([\^_])\d*/\d*(?=[A-Ga-g])")
+_TEXTS = re.compile(r'"[^"\n]*"?|![^!\n]*!')
 
 
-def grace_notes_without_microtones(abc: str) -> str:
-    """``{_/E}`` as ``{E}``: abc2xml reads a microtone in a grace group as a
-    note of the bar (grace notes are not played, so only the mark is lost)."""
+def microtones_as_written_notes(abc: str) -> str:
+    """``{_/E}`` as ``{E}`` and ``[C_22/100EG]`` as ``[CEG]``, with a warning:
+    abc2xml reads a microtone in a grace group or chord as notes of their
+    own.  abc2midi sounds the written note with a pitch bend, which our MIDI
+    does not play (a microtone on a lone note, as ``^/G``, is left as is)."""
     header, body = split_header(abc)
-    changed = False
+    found = False
     out = []
     for line in body:
         if not _NOT_MUSIC.match(line):
-            new = _GRACE_GROUP.sub(lambda m: _MICROTONE.sub("", m.group(0)), line)
-            changed |= new != line
-            line = new
+            found |= bool(_MICROTONE.search(_TEXTS.sub("", line)))
+            line = _GRACE_OR_CHORD.sub(lambda m: _MICROTONE.sub("", m.group(0)), line)
         out.append(line)
-    if changed:
-        logger.warning("%s: microtones of grace notes are not written", tune_label(abc))
+    if found:
+        logger.warning(
+            "%s: microtone accidentals sound as the written note, without "
+            "abc2midi's pitch bend",
+            tune_label(abc),
+        )
     return "\n".join(header + out) + "\n"
 
 
