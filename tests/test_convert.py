@@ -932,3 +932,12 @@ def test_chord_symbol_left_open_ends_with_its_line(tmp_path):
     abc = tune('"G c d e f |\n"C"g a b c\' |', "M:4/4\nL:1/4\nK:G")
     assert pitches(abc, tmp_path) == [79, 81, 83, 84]
     agrees_with_abc2midi(abc)
+
+
+def test_broken_rhythm_between_unequal_notes_is_not_played(tmp_path, caplog):
+    # abc2midi ignores ">" between notes of different written lengths
+    # ("A>B/" in a Yankee Doodle of the folk corpus); equal ones are dotted
+    abc = tune("A>B/ AG A2>B z | A>B A2>B2 z2 |")
+    assert [n[2] for n in midi_notes(abc, tmp_path)][:5] == [0.5, 0.25, 0.5, 0.5, 1.0]
+    assert "broken rhythm between unequal notes" in caplog.text
+    agrees_with_abc2midi(abc)

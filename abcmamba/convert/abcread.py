@@ -180,10 +180,12 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
         expand_repeats,
         propagate_accidentals,
         tonic_accidental_dropped,
+        unequal_broken_rhythm_dropped,
     )
 
     if expand:
         abc = clef_middle_dropped(tonic_accidental_dropped(abc))
+        abc = unequal_broken_rhythm_dropped(abc)
     abc = propagate_accidentals(drop_text_blocks(abc))
     if expand:
         abc = expand_repeats(drop_staff_groups(abc))

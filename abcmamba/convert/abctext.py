@@ -243,6 +243,39 @@ def written_long_broken_rhythm(abc: str) -> str:
     return "\n".join(header + body) + "\n"
 
 
+_BROKEN = re.compile(
+    rf"({_NOTE_TEXT})([\d/]*)(>{{1,2}}|<{{1,2}})({_DECORATIONS_TEXT})({_NOTE_TEXT})([\d/]*)"
+)
+
+
+def unequal_broken_rhythm_dropped(abc: str) -> str:
+    """``A2>B`` as ``A2B``, with a warning: abc2midi plays no broken rhythm
+    between notes written with different lengths.  Arguably an abc2midi bug
+    (the standard scales both), but it is what its users hear, so MIDI plays
+    it so."""
+    header, body = split_header(abc)
+    dropped = []
+
+    def unequal(match: re.Match) -> str:
+        first, first_len, signs, decorations, second, second_len = match.groups()
+        if _length(first_len) == _length(second_len):
+            return match.group(0)
+        dropped.append(match.group(0))
+        return first + first_len + decorations + second + second_len
+
+    body = [
+        line if _NOT_MUSIC.match(line) else _BROKEN.sub(unequal, line) for line in body
+    ]
+    if dropped:
+        logger.warning(
+            "%s: %s: a broken rhythm between unequal notes is not played, as "
+            "abc2midi plays it",
+            tune_label(abc),
+            dropped[0],
+        )
+    return "\n".join(header + body) + "\n"
+
+
 def explicit_unit_length(abc: str) -> str:
     """Add the default `L:` when the header has none (abc2xml always takes 1/8).
 
