@@ -941,3 +941,9 @@ def test_broken_rhythm_between_unequal_notes_is_not_played(tmp_path, caplog):
     assert [n[2] for n in midi_notes(abc, tmp_path)][:5] == [0.5, 0.25, 0.5, 0.5, 1.0]
     assert "broken rhythm between unequal notes" in caplog.text
     agrees_with_abc2midi(abc)
+
+
+def test_what_abc2xml_cannot_read_is_named_in_a_warning(tmp_path, caplog):
+    abc = tune("Z4 | CDEF |", "M:2\nL:1/4\nK:C")
+    midi_notes(abc, tmp_path)
+    assert "M:2 not recognized" in caplog.text and "X:1 't'" in caplog.text

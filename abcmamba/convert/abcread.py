@@ -74,6 +74,15 @@ def abc_to_musicxml_text(abc: str) -> str:
         )
     if messages:
         logger.debug("abc2xml: %s", messages)
+    lost = [m.split("-- ")[-1] for m in messages.splitlines() if _LOST.search(m)]
+    if lost:
+        from abcmamba.convert.abctext import tune_label
+
+        logger.warning(
+            "%s: abc2xml read past what it could not: %s",
+            tune_label(abc),
+            "; ".join(dict.fromkeys(lost))[:300],
+        )
     add_default_clefs(docs[0])
     keep_long_rests(docs[0])
     hold_lyrics(docs[0])
@@ -81,6 +90,14 @@ def abc_to_musicxml_text(abc: str) -> str:
     if "<note" not in xml:
         raise ConversionError("tune has no notes")
     return xml
+
+
+# abc2xml messages that say music was skipped or changed: the tune's MIDI
+# may then differ from abc2midi's
+_LOST = re.compile(
+    r"misplaced symbol|not recognized|error in M:|illegal duration|"
+    r"error in broken rhythm|duration too small|not allowed, 1/8 assumed"
+)
 
 
 # MusicXML's order of the children of <attributes> that may come before <clef>
