@@ -301,7 +301,12 @@ def test_tie_into_endings_joins_the_next_note_of_the_text(tmp_path):
         (16.0, 77, 4.0),
     ]
     agrees_with_abc2midi(back)
-
+    # a chain of ties holds for all its notes; a broken rhythm sets the length
+    for body in (
+        "|:eAA e2d|[1 c6-:|[2 c6-|c6|]",
+        "|:eAA e2d|c3 c3-|1 c>BA z3:|2 c3 A3|]",
+    ):
+        agrees_with_abc2midi(tune(body, "M:6/8\nL:1/8\nK:Ador"))
 
 
 def test_header_part_order_is_played(tmp_path):

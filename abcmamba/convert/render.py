@@ -161,8 +161,8 @@ def _holds(element) -> dict[int, float]:
     holds: dict[int, float] = {}
     for lyric in list(element.lyrics):
         if lyric.text and lyric.text.startswith(HOLD + ":"):
-            _, indexes, whole_notes = lyric.text.split(":")
-            for index in indexes.split(","):
+            for spec in lyric.text.split(":")[1].split(","):
+                index, _, whole_notes = spec.partition("=")
                 holds[int(index)] = float(Fraction(whole_notes) * 4)
             element.lyrics.remove(lyric)
     return holds

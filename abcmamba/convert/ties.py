@@ -27,7 +27,7 @@ from fractions import Fraction
 
 logger = logging.getLogger(__name__)
 
-# Annotation text: "abcmamba-hold:<chord note indexes>:<whole notes>".
+# Annotation text: "abcmamba-hold:<chord note index>=<whole notes>,...".
 HOLD = "abcmamba-hold"
 _NOTE = re.compile(r"^(?:\^{1,2}|_{1,2}|=)?([A-Ga-g])([,']*)$")
 _RESTS = ("z", "x", "Z", "X")
@@ -97,7 +97,7 @@ def note_events(texts: list[str], start: dict[str, str]) -> list[NoteEvent]:
     events: list[NoteEvent] = []
     grace = False
     tuplet_left = 0
-    broken_after = False  # a ">" or "<" since the last event
+    factor = Fraction(1)  # of the next event, from a broken rhythm before it
     i = 0
 
     def length_span(j: int) -> int:
@@ -111,14 +111,10 @@ def note_events(texts: list[str], start: dict[str, str]) -> list[NoteEvent]:
         return j if j < len(texts) and texts[j] == "-" else None
 
     def known(event: NoteEvent, written: Fraction) -> None:
-        nonlocal tuplet_left, broken_after
-        after = event.end
-        while after < len(texts) and texts[after] in (" ", ")", "-"):
-            after += 1
-        broken = broken_after or (after < len(texts) and texts[after] in "<>")
-        event.length = None if broken or tuplet_left else written * unit
+        nonlocal tuplet_left, factor
+        event.length = None if tuplet_left else written * unit * factor
         tuplet_left = max(tuplet_left - 1, 0)
-        broken_after = False
+        factor = Fraction(1)
 
     while i < len(texts):
         text = texts[i]
@@ -133,7 +129,15 @@ def note_events(texts: list[str], start: dict[str, str]) -> list[NoteEvent]:
         elif grace:
             pass
         elif text in ("<", ">"):
-            broken_after = True
+            signs = 1
+            while i + signs < len(texts) and texts[i + signs] == text:
+                signs += 1
+            short = Fraction(1, 2**signs)
+            before, factor = (2 - short, short) if text == ">" else (short, 2 - short)
+            if events and events[-1].length is not None:
+                events[-1].length *= before
+            i += signs
+            continue
         elif _TUPLET.match(text):
             groups = _TUPLET.match(text).groups()
             tuplet_left = int(groups[2] or groups[0])
@@ -213,47 +217,73 @@ def abc2midi_ties(
             copies.append((position, by_start[source]))
     texts_out = [text for text, _ in out]
     sources = [source for _, source in out]
+    silenced: list[set[int]] = []  # per copy: the pitch lines made rests
 
-    def blank(position: int, event: NoteEvent, items: set[int]) -> None:
-        k = position
-        while k < len(out) and event.start <= sources[k] < event.stop:
-            if sources[k] in items:
-                texts_out[k] = ""
-            k += 1
+    def tied_on(number: int) -> set[int]:
+        """Lines of event `number` that abc2midi ties to the next event."""
+        follows = events[number + 1] if number + 1 < len(events) else None
+        return {
+            line for line in events[number].ties if follows and line in follows.pitches
+        }
+
+    def held(number: int, line: int) -> Fraction | None:
+        """Whole notes a tie from event `number` on `line` adds (the chain)."""
+        total = Fraction(0)
+        while line in tied_on(number):
+            number += 1
+            if events[number].length is None:
+                return None
+            total += events[number].length
+        return total
 
     for n, (position, number) in enumerate(copies):
         event = events[number]
-        follows = events[number + 1] if number + 1 < len(events) else None
-        tied = {line for line in event.ties if follows and line in follows.pitches}
-        adjacent = n + 1 < len(copies) and copies[n + 1][1] == number + 1
-        if event.ties and not (adjacent and tied == set(event.ties)):
-            kept = tied if adjacent else set()
-            blank(position, event, set(event.ties.values()))
-            for line in kept:  # a chord's tie, now note by note
-                note_end = event.note_ends[event.pitches.index(line)]
-                k = position + sources[position:].index(note_end)
-                texts_out[k] += "-"
-            if tied and not adjacent:
-                if follows.length is None:
-                    logger.warning(
-                        "%s: a tie into a repeat or ending is not held (the next "
-                        "note's length is not plain)",
-                        label,
-                    )
-                else:
-                    indexes = ",".join(
-                        str(i) for i, line in enumerate(event.pitches) if line in tied
-                    )
-                    texts_out[position] = (
-                        f'"^{HOLD}:{indexes}:{follows.length}"' + texts_out[position]
-                    )
-        if number == 0:
-            continue
-        before = events[number - 1]
-        joined = {line for line in before.ties if line in event.pitches}
-        if joined and not (n > 0 and copies[n - 1][1] == number - 1):
+        joined = set()
+        if number > 0:
+            joined = tied_on(number - 1)
+            if n > 0 and copies[n - 1][1] == number - 1:
+                joined &= silenced[n - 1]  # a rest's tie goes on as a rest
+        silenced.append(joined)
+        if joined:
             _silence(texts_out, sources, texts, position, event, joined)
+        tied = tied_on(number) - joined
+        adjacent = n + 1 < len(copies) and copies[n + 1][1] == number + 1
+        if not event.ties or (adjacent and tied == set(event.ties)):
+            continue
+        _blank(texts_out, sources, position, event, set(event.ties.values()))
+        for line in tied if adjacent else ():  # a chord's tie, now note by note
+            note_end = event.note_ends[event.pitches.index(line)]
+            texts_out[position + sources[position:].index(note_end)] += "-"
+        if adjacent or not tied:
+            continue
+        holds = {
+            i: held(number, line)
+            for i, line in enumerate(event.pitches)
+            if line in tied
+        }
+        if None in holds.values():
+            logger.warning(
+                "%s: a tie into a repeat or ending is not held (a tuplet note)", label
+            )
+            continue
+        spec = ",".join(f"{i}={length}" for i, length in holds.items())
+        texts_out[position] = f'"^{HOLD}:{spec}"' + texts_out[position]
     return texts_out
+
+
+def _span(sources: list[int], position: int, event: NoteEvent) -> list[int]:
+    """Positions in the written-out voice of one copy of an event."""
+    span = []
+    while position < len(sources) and event.start <= sources[position] < event.stop:
+        span.append(position)
+        position += 1
+    return span
+
+
+def _blank(texts_out, sources, position, event: NoteEvent, items: set[int]) -> None:
+    for k in _span(sources, position, event):
+        if sources[k] in items:
+            texts_out[k] = ""
 
 
 def _written(texts: list[str], event: NoteEvent) -> Fraction:
@@ -267,11 +297,7 @@ def _written(texts: list[str], event: NoteEvent) -> Fraction:
 
 def _silence(texts_out, sources, texts, position, event: NoteEvent, lines) -> None:
     """The notes of one written-out note or chord on the given lines as rests."""
-    span = []
-    k = position
-    while k < len(texts_out) and event.start <= sources[k] < event.stop:
-        span.append(k)
-        k += 1
+    span = _span(sources, position, event)
     if set(event.pitches) <= lines:
         written = _written(texts, event)
         for k in span:
