@@ -159,6 +159,21 @@ def test_llama_within_10_percent_of_mamba(preset):
         assert sizes["mamba"] < 1_000_000
 
 
+def test_llama_takes_blocks_longer_than_its_preset_limit(corpus):
+    from abcmamba.tokenizer import load_tokenizer
+    from abcmamba.training.model import build_or_load_model
+
+    tokenizer = load_tokenizer(corpus / "tokenizer")
+    limit = modeling.PRESETS["tiny"].max_position_embeddings
+    long = TrainConfig(arch="llama", preset="tiny", block_size=2 * limit)
+    model = build_or_load_model(long, tokenizer)
+    assert model.config.max_position_embeddings == 2 * limit
+    short = TrainConfig(arch="llama", preset="tiny", block_size=64)
+    assert build_or_load_model(short, tokenizer).config.max_position_embeddings == limit
+    ids = torch.randint(0, len(tokenizer), (1, limit + 8))
+    assert model(ids).logits.shape == (1, limit + 8, model.config.vocab_size)
+
+
 def test_loss_falls_and_run_record(baseline):
     record = run_record(baseline)
     metrics = record["metrics"]

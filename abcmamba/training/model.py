@@ -29,9 +29,10 @@ def build_or_load_model(
         "pad_token_id": tokenizer.pad_token_id,
     }
     if not config.init_from:
-        return modeling.build_model(
+        model = modeling.build_model(
             config.arch, config.preset, len(tokenizer), scan_path=None, **special
         )
+        return _fit_positions(model, config.block_size)
     from transformers import AutoModelForCausalLM
 
     source = Path(config.init_from)
@@ -55,6 +56,21 @@ def build_or_load_model(
         model.resize_token_embeddings(len(tokenizer))
     for key, value in special.items():
         setattr(model.config, key, value)
+    return _fit_positions(model, config.block_size)
+
+
+def _fit_positions(model: PreTrainedModel, block_size: int) -> PreTrainedModel:
+    """Let a position-limited model (Llama) take blocks longer than its preset's limit.
+
+    Rotary positions have no table to grow, so only the recorded limit changes;
+    Mamba and xLSTM have no positions.
+    """
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and limit < block_size:
+        logger.info(
+            "max_position_embeddings %d -> %d for --block-size", limit, block_size
+        )
+        model.config.max_position_embeddings = block_size
     return model
 
 
