@@ -952,3 +952,20 @@ def test_what_abc2xml_cannot_read_is_named_in_a_warning(tmp_path, caplog):
     abc = tune("Z4 | CDEF |", "M:2\nL:1/4\nK:C")
     midi_notes(abc, tmp_path)
     assert "M:2 not recognized" in caplog.text and "X:1 't'" in caplog.text
+
+
+def test_clef_after_an_octave_clef_keeps_its_octave(tmp_path, caplog):
+    # abc2midi holds the header's treble-8 through later clefs of K: fields
+    abc = tune(
+        "C2 E2 G4 |\nK:clef=treble\nC2 E2 G4 | [K:bass]C8 |",
+        "M:4/4\nL:1/8\nK:C treble-8",
+    )
+    assert pitches(abc, tmp_path) == [48, 52, 55, 48, 52, 55, 48]
+    assert "after the header's octave clef" in caplog.text
+    agrees_with_abc2midi(abc)
+
+
+def test_more_voices_than_abc2midi_plays_are_named_in_a_warning(tmp_path, caplog):
+    body = "\n".join(f"V:{v}\nC4 |" for v in range(1, 18))
+    assert len(midi_notes(tune(body), tmp_path)) == 17
+    assert "17 voices: abc2midi plays only the first 16" in caplog.text

@@ -191,6 +191,7 @@ def hold_lyrics(score) -> None:
 def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
     """Parse one ABC tune into a music21 Score."""
     from abcmamba.convert.abctext import (
+        body_clefs_after_octave_clef,
         clef_middle_dropped,
         drop_staff_groups,
         drop_text_blocks,
@@ -202,7 +203,7 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
 
     if expand:
         abc = clef_middle_dropped(tonic_accidental_dropped(abc))
-        abc = unequal_broken_rhythm_dropped(abc)
+        abc = body_clefs_after_octave_clef(unequal_broken_rhythm_dropped(abc))
     abc = propagate_accidentals(drop_text_blocks(abc))
     if expand:
         abc = expand_repeats(drop_staff_groups(abc))

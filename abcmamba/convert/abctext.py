@@ -160,6 +160,46 @@ def clef_middle_dropped(abc: str) -> str:
     return _MIDDLE.sub(r"\1", abc)
 
 
+_OCTAVE_CLEF = re.compile(r"(?:^|\s)(?:clef=)?[A-Za-z]+\d?[-+^_](?:8|15)\b|\boctave=")
+_CLEF_WORD = re.compile(
+    r"(?:^|\s+)(?:clef=\S+|octave=\S+|(?:treble|bass|alto|tenor|baritone|mezzo|soprano)"
+    r"\d?(?:[-+^_](?:8|15))?)(?=[\s\]%]|$)"
+)
+
+
+def body_clefs_after_octave_clef(abc: str) -> str:
+    """A header ``K:`` with an octave clef (``K:C treble-8``) keeps its octave
+    to the end, with a warning: abc2midi reads no later clef of a ``K:`` field
+    (abc2xml would).  For MIDI only."""
+    header, body = split_header(abc)
+    if not header or not _OCTAVE_CLEF.search(header[-1][2:].split("%")[0]):
+        return abc
+    changed = []
+
+    def plain(match: re.Match) -> str:
+        value = _CLEF_WORD.sub("", match.group(2))
+        if value != match.group(2):
+            changed.append(match.group(2).strip())
+        return match.group(1) + value
+
+    out = [
+        _KEY_FIELD.sub(plain, line) if not line.startswith("%") else line
+        for line in body
+    ]
+    # a field left with no key is no field (an empty K: would be C major)
+    out = [
+        "%" if line.strip() == "K:" else re.sub(r"\[K:\s*\]", "", line) for line in out
+    ]
+    if changed:
+        logger.warning(
+            "%s: K:%s: a clef after the header's octave clef is not played, as "
+            "abc2midi plays it",
+            tune_label(abc),
+            changed[0],
+        )
+    return "\n".join(header + out) + "\n"
+
+
 _TUPLET_SPEC = re.compile(r"\((\d+):(\d*)(?::(\d*))?")
 
 

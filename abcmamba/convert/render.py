@@ -10,10 +10,12 @@ from abcmamba.convert.abcread import abc_to_musicxml_text, abc_to_score, playabl
 from abcmamba.convert.abctext import (
     pitched_percussion_clefs,
     propagate_accidentals,
+    tune_label,
 )
 
 logger = logging.getLogger(__name__)
 PERCUSSION_CHANNEL = 10  # General MIDI drums (channels counted from 1)
+ABC2MIDI_MAX_VOICES = 16  # abc2midi 4.84 drops the voices after these
 
 # Verovio page: one tall page so a tune is one SVG; width in 1/10 mm.
 VEROVIO_OPTIONS = {
@@ -33,6 +35,13 @@ def abc_to_midi(abc: str, path: str | Path) -> Path:
 
     score = playable(abc_to_score(pitched_percussion_clefs(abc), expand=True))
     score = sounding_parts(score)
+    if len(score.parts) > ABC2MIDI_MAX_VOICES:
+        logger.warning(
+            "%s: %d voices: abc2midi plays only the first %d",
+            tune_label(abc),
+            len(score.parts),
+            ABC2MIDI_MAX_VOICES,
+        )
     mf = music21.midi.translate.streamToMidiFile(score)
     _assign_channels(mf, score)
     mf.open(str(path), "wb")
