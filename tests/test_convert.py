@@ -969,3 +969,11 @@ def test_more_voices_than_abc2midi_plays_are_named_in_a_warning(tmp_path, caplog
     body = "\n".join(f"V:{v}\nC4 |" for v in range(1, 18))
     assert len(midi_notes(tune(body), tmp_path)) == 17
     assert "17 voices: abc2midi plays only the first 16" in caplog.text
+
+
+def test_part_without_final_bar_line_then_a_new_meter(tmp_path):
+    # part A ends mid-line and part B starts in another meter: abc2xml ran
+    # the two into one measure and music21 kept the first of its two meters
+    abc = tune("P:A\n[M:3/4]CDE|FGA\nP:B\n[M:4/4]z4|GABc|", "M:4/4\nL:1/4\nP:ABA\nK:C")
+    assert [n[0] for n in midi_notes(abc, tmp_path)][3:8] == [3.0, 4.0, 5.0, 10.0, 11.0]
+    agrees_with_abc2midi(abc)

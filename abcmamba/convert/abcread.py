@@ -84,6 +84,7 @@ def abc_to_musicxml_text(abc: str) -> str:
             "; ".join(dict.fromkeys(lost))[:300],
         )
     add_default_clefs(docs[0])
+    last_meter_only(docs[0])
     keep_long_rests(docs[0])
     hold_lyrics(docs[0])
     xml = abc2xml.fixDoctype(docs[0])
@@ -125,6 +126,23 @@ def add_default_clefs(score) -> None:
         ElementTree.SubElement(clef, "sign").text = "G"
         ElementTree.SubElement(clef, "line").text = "2"
         attributes.insert(at, clef)
+
+
+def last_meter_only(score) -> None:
+    """Keep only the last of the meters a measure starts with, in place.
+
+    A ``P:`` part written out with the meter in force (``M:3/2``) before its
+    voices' own ``[M:C|]`` gives two; music21 would take the first.
+    """
+    for measure in score.iter("measure"):
+        times = []
+        for child in measure:
+            if child.tag == "note":
+                break
+            if child.tag == "attributes":
+                times += [(child, time) for time in child.findall("time")]
+        for attributes, time in times[:-1]:
+            attributes.remove(time)
 
 
 _HALF_TYPE = {"breve": "whole", "whole": "half"}

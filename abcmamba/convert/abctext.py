@@ -853,6 +853,9 @@ def _expand(
         else:
             emit_bar()
         j += 1
+    # a voice ends its last bar (a P: part played next starts a new one, as
+    # in abc2midi; abc2xml would run the two into one overfull measure)
+    emit_bar()
     texts = [text if kind == "music" else "|" for kind, text, _ in items]
     return abc2midi_ties(out, texts, dict(start or {}), label)
 
