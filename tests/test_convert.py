@@ -307,6 +307,9 @@ def test_tie_into_endings_joins_the_next_note_of_the_text(tmp_path):
         "|:eAA e2d|c3 c3-|1 c>BA z3:|2 c3 A3|]",
     ):
         agrees_with_abc2midi(tune(body, "M:6/8\nL:1/8\nK:Ador"))
+    # a staccato note is neither tied on nor held
+    staccato = tune("|:B6|.G6-|1G2 D2 G2:|2G2 B2 c2|d6|]", "M:3/4\nL:1/8\nK:G")
+    agrees_with_abc2midi(staccato)
 
 
 def test_header_part_order_is_played(tmp_path):

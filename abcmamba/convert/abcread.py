@@ -23,6 +23,7 @@ from xml.etree import ElementTree
 import music21
 
 from abcmamba.convert.scores import ConversionError
+from abcmamba.convert.ties import HOLD
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +192,6 @@ def hold_lyrics(score) -> None:
     """Move each :data:`~abcmamba.convert.ties.HOLD` annotation onto the note
     after it as a lyric, in place, where music21 keeps it with the note
     (a direction it would place in the measure, apart from its voice)."""
-    from abcmamba.convert.ties import HOLD
-
     for measure in score.iter("measure"):
         pending = None
         for child in list(measure):
@@ -317,4 +316,10 @@ def playable(score: music21.stream.Score) -> music21.stream.Score:
                 if note.tie is not None and note.tie.type in ("start", "continue"):
                     note.tie = None
                     untied.add(note.pitch.midi)
+            # nor is it held past a repeat (ties.HOLD), as abc2midi plays it
+            element.lyrics = [
+                lyric
+                for lyric in element.lyrics
+                if not (lyric.text or "").startswith(HOLD + ":")
+            ]
     return score
