@@ -980,3 +980,11 @@ def test_part_without_final_bar_line_then_a_new_meter(tmp_path):
     abc = tune("P:A\n[M:3/4]CDE|FGA\nP:B\n[M:4/4]z4|GABc|", "M:4/4\nL:1/4\nP:ABA\nK:C")
     assert [n[0] for n in midi_notes(abc, tmp_path)][3:8] == [3.0, 4.0, 5.0, 10.0, 11.0]
     agrees_with_abc2midi(abc)
+
+
+def test_tie_across_a_part_is_named_in_a_warning(tmp_path, caplog):
+    # abc2midi ties F- to the first F of the next part in the text, on every
+    # pass; parts are written out one by one here, so it is only warned
+    abc = tune("P:A\nCDEF-|\nP:B\nFGAB|c4|", "M:4/4\nL:1/4\nP:ABA\nK:C")
+    midi_notes(abc, tmp_path)
+    assert "a tie across a P: part" in caplog.text

@@ -917,6 +917,9 @@ def _parts(abc: str) -> tuple[list[str], list[str], dict[str, list[str]]] | None
     return [h for h in header if not h.startswith("P:")], order, sections
 
 
+_TIED_AT_END = re.compile(r"-[\s|\]:\d]*$")
+
+
 def expand_repeats(abc: str) -> str:
     """The tune with repeats, endings and the header's P: order written out."""
     parts = _parts(abc)
@@ -924,6 +927,18 @@ def expand_repeats(abc: str) -> str:
         # abc2midi plays the parts in the header's order, each with its own
         # repeats.
         header, order, sections = parts
+        music = {
+            name: "".join(
+                re.sub(r"%.*", "", line) for line in lines if not _NOT_MUSIC.match(line)
+            )
+            for name, lines in sections.items()
+        }
+        if any(_TIED_AT_END.search(text) for text in music.values()):
+            # abc2midi joins it to the next part's first note in the text
+            logger.warning(
+                "%s: a tie across a P: part is not held as abc2midi holds it",
+                tune_label(abc),
+            )
         out = list(header)
         for name in order:
             section = "\n".join(header + sections[name])
