@@ -152,6 +152,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--composer-classifier; the corpus needs composers)",
     )
     parser.add_argument(
+        "--classifier-max-train",
+        type=int,
+        default=200,
+        help="composer classifier: training tunes per composer at most",
+    )
+    parser.add_argument(
         "--classifier-samples",
         type=int,
         default=6,
@@ -521,6 +527,7 @@ def _compare(args: argparse.Namespace) -> int:
         classifier_min_pieces=20,
         classifier_composers=None,
         classifier_samples=args.classifier_samples,
+        classifier_max_train=args.classifier_max_train,
     )
     report = evaluate(eval_args)
     entries = list(report["models"].values())

@@ -88,8 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--composer-classifier",
         action="store_true",
         help="train a composer classifier (music features + logistic regression) on "
-        f"the train split, at most {MAX_TRAIN_PER_COMPOSER} tunes per composer; "
+        "the train split, at most --classifier-max-train tunes per composer; "
         "measure it on the other splits, then on samples asked for each composer",
+    )
+    parser.add_argument(
+        "--classifier-max-train",
+        type=int,
+        default=MAX_TRAIN_PER_COMPOSER,
+        help="training tunes per composer at most (music21 reads a long piece in "
+        "seconds: fewer makes the classifier quicker to train)",
     )
     parser.add_argument(
         "--classifier-min-pieces",
@@ -169,7 +176,7 @@ def _write_samples(report: dict, real_abc: list[str], folder: Path) -> None:
 
 def _composer_classifier(args: argparse.Namespace, corpus):
     """Train and measure the composer classifier on the corpus (report section, classifier)."""
-    from abcmamba.evaluate.composer import classifier_section
+    from abcmamba.evaluate.composer import MAX_TRAIN_PER_COMPOSER, classifier_section
 
     if "composer" not in corpus["train"].column_names:
         raise UserError(f"--composer-classifier: {args.data} has no composer column")
@@ -180,7 +187,11 @@ def _composer_classifier(args: argparse.Namespace, corpus):
     )
     try:
         section, classifier = classifier_section(
-            corpus, composers, args.classifier_min_pieces, seed=args.seed
+            corpus,
+            composers,
+            args.classifier_min_pieces,
+            getattr(args, "classifier_max_train", MAX_TRAIN_PER_COMPOSER),
+            seed=args.seed,
         )
     except ValueError as err:
         raise UserError(f"--composer-classifier: {err}") from None
