@@ -54,3 +54,20 @@ def mixer_cache(args: tuple, kwargs: dict) -> Any:
 def mixer_mask(args: tuple, kwargs: dict) -> Any:
     """The attention mask given to ``MambaMixer.forward``."""
     return args[1] if len(args) > 1 else kwargs.get("attention_mask")
+
+
+def keep_rows(cache: Any, index: Any) -> None:
+    """Keep only the batch rows ``index`` of a generation cache, in place.
+
+    Mamba's and the Transformers' caches have ``reorder_cache``; transformers'
+    ``xLSTMCache`` has not, so its recurrent states are indexed here.
+    """
+    if hasattr(cache, "reorder_cache"):
+        cache.reorder_cache(index)
+    elif isinstance(getattr(cache, "rnn_state", None), dict):
+        cache.rnn_state = {
+            layer: tuple(state.index_select(0, index) for state in states)
+            for layer, states in cache.rnn_state.items()
+        }
+    else:
+        raise TypeError(f"cannot drop rows of a {type(cache).__name__}")

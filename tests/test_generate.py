@@ -43,6 +43,10 @@ def _tiny(arch: str, tokenizer, seed: int = 0):
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
+    if arch == "xlstm":
+        from abcmamba.modeling import build_model
+
+        return build_model("xlstm", "tiny", len(tokenizer), **special).eval()
     if arch == "mamba":
         config = MambaConfig(
             vocab_size=len(tokenizer),
@@ -560,7 +564,7 @@ def test_write_formats_converts_a_valid_tune_and_logs_skips(
     assert "mid" in written and "verovio exploded" in caplog.text
 
 
-@pytest.mark.parametrize("arch", ["mamba", "llama"])
+@pytest.mark.parametrize("arch", ["mamba", "llama", "xlstm"])
 def test_finished_rows_leave_the_cache_without_disturbing_others(
     arch, tokenizer, monkeypatch
 ):

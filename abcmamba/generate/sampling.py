@@ -19,7 +19,7 @@ import torch
 
 from abcmamba import UserError
 from abcmamba.abc.header import parse_header
-from abcmamba.compat import cache_kwargs, output_cache
+from abcmamba.compat import cache_kwargs, keep_rows, output_cache
 from abcmamba.generate.conditions import build_prompt, field_conditions
 from abcmamba.generate.constrained import AbcConstraint, ConstrainedRow
 from abcmamba.generate.defaults import (
@@ -167,7 +167,7 @@ def sample_batch(
         if len(keep) < len(alive):
             # drop finished rows from the cache so later steps cost less
             index = torch.tensor(keep, device=device)
-            cache.reorder_cache(index)
+            keep_rows(cache, index)
             step_ids = step_ids[index]
             alive = [alive[r] for r in keep]
         logits, cache = _step(model, step_ids, cache)
