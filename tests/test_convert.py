@@ -988,3 +988,16 @@ def test_tie_across_a_part_is_named_in_a_warning(tmp_path, caplog):
     abc = tune("P:A\nCDEF-|\nP:B\nFGAB|c4|", "M:4/4\nL:1/4\nP:ABA\nK:C")
     midi_notes(abc, tmp_path)
     assert "a tie across a P: part" in caplog.text
+
+
+def test_tuplet_of_five_takes_the_time_its_meter_gives(tmp_path, caplog):
+    # (5 is in the time of 3 in 9/8 (abc2xml took 2 everywhere), and in 3/4
+    # too as abc2midi plays it (the standard says 2), with a warning
+    for meter in ("9/8", "3/4"):
+        abc = tune("(5ABcde f4 z2 z|", f"M:{meter}\nL:1/16\nK:C")
+        assert midi_notes(abc, tmp_path)[1][0] == pytest.approx(0.15)
+        agrees_with_abc2midi(abc)
+    assert "in the time of 3, as abc2midi" in caplog.text
+    assert (
+        midi_notes(tune("(5ABcde f4 z2|", "M:2/4\nL:1/16\nK:C"), tmp_path)[1][0] == 0.1
+    )

@@ -213,6 +213,7 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
         drop_staff_groups,
         drop_text_blocks,
         expand_repeats,
+        full_tuplet_specs,
         propagate_accidentals,
         tonic_accidental_dropped,
         unequal_broken_rhythm_dropped,
@@ -221,6 +222,7 @@ def abc_to_score(abc: str, expand: bool = False) -> music21.stream.Score:
     if expand:
         abc = clef_middle_dropped(tonic_accidental_dropped(abc))
         abc = body_clefs_after_octave_clef(unequal_broken_rhythm_dropped(abc))
+        abc = full_tuplet_specs(abc, abc2midi_meters=True)
     abc = propagate_accidentals(drop_text_blocks(abc))
     if expand:
         abc = expand_repeats(drop_staff_groups(abc))

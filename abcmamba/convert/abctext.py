@@ -203,21 +203,58 @@ def body_clefs_after_octave_clef(abc: str) -> str:
 _TUPLET_SPEC = re.compile(r"\((\d+):(\d*)(?::(\d*))?")
 
 
-def full_tuplet_specs(abc: str) -> str:
-    """``(3::2`` as ``(3:2:2``: abc2xml reads a tuplet with an empty q or r as
-    no notes at all; every ``(p:q:r`` is written out in full."""
+def full_tuplet_specs(abc: str, abc2midi_meters: bool = False) -> str:
+    """``(3::2`` as ``(3:2:2`` and ``(5`` in 6/8 as ``(5:3:5``: abc2xml reads
+    a tuplet with an empty q or r as no notes at all, and takes every
+    ``(5``, ``(7``, ``(9`` as in the time of 2; every ``(p:q:r``, and every
+    ``(p`` whose q depends on the meter, is written out in full.
+
+    abc2midi_meters (for MIDI): a meter of 3 beats (3/4, 3/8) counts as
+    compound, as abc2midi plays it (the standard says simple), with a warning.
+    """
     header, body = split_header(abc)
     meter = next((line[2:] for line in header if line.startswith("M:")), "")
     out = []
+    differs = False
     for line in body:
         if line.startswith("M:"):
             meter = line[2:]
         elif not _NOT_MUSIC.match(line):
-            line = _TUPLET_SPEC.sub(
-                partial(_full_tuplet, is_compound(meter.strip())), line
+            compound = is_compound(meter.strip())
+            if abc2midi_meters and _THREE_BEATS.match(meter.strip()):
+                differs |= bool(_PLAIN_TUPLET.search(line))
+                compound = True
+            line = _outside_quotes(
+                line,
+                lambda text, c=compound: _PLAIN_TUPLET.sub(
+                    partial(_full_tuplet, c),
+                    _TUPLET_SPEC.sub(partial(_full_tuplet, c), text),
+                ),
             )
         out.append(line)
+    if differs:
+        logger.warning(
+            "%s: a (5, (7 or (9 in M:%s is played in the time of 3, as abc2midi "
+            "plays it (the standard says 2)",
+            tune_label(abc),
+            meter.strip(),
+        )
     return "\n".join(header + out) + "\n"
+
+
+# (p with a q that depends on the meter (the standard's table fixes 2, 3, 4, 6, 8)
+_PLAIN_TUPLET = re.compile(r"\((?![2-468](?![\d:]))(\d+)(?![\d:])()()")
+_THREE_BEATS = re.compile(r"^3/\d+$")
+_QUOTED = re.compile(r'"[^"\n]*"?')
+
+
+def _outside_quotes(line: str, change) -> str:
+    """The line with `change` applied to its text outside "..." strings."""
+    pieces, at = [], 0
+    for match in _QUOTED.finditer(line):
+        pieces += [change(line[at : match.start()]), match.group(0)]
+        at = match.end()
+    return "".join(pieces + [change(line[at:])])
 
 
 def _full_tuplet(compound: bool, match: re.Match) -> str:
