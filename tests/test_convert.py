@@ -1001,3 +1001,12 @@ def test_tuplet_of_five_takes_the_time_its_meter_gives(tmp_path, caplog):
     assert (
         midi_notes(tune("(5ABcde f4 z2|", "M:2/4\nL:1/16\nK:C"), tmp_path)[1][0] == 0.1
     )
+
+
+def test_tie_after_a_grace_group_and_staccato_before_a_slur_end(tmp_path):
+    # "B {c}-B" ties the two Bs; "(B>.)A": the dot is dropped (abc2midi);
+    # "d>"4".e": abc2midi's reading of ">" before a dot is written around
+    abc = tune('B {c}-B A2 z4 | (B>.)"^x"AF>D z4 | d>"4".e d2 z4 |')
+    notes = midi_notes(abc, tmp_path)
+    assert notes[0] == (0.0, 71, 1.0) and notes[3] == (4.75, 69, 0.25)
+    agrees_with_abc2midi(abc)

@@ -488,11 +488,24 @@ def header_transpose_in_voices(abc: str) -> str:
 _TIE_AFTER_SLUR = re.compile(r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/]*)(\)+)-")
 
 
+_TIE_AFTER_GRACE = re.compile(r"(\s*\{[^}\n]*\})-")
+_STACCATO_BEFORE_SLUR_END = re.compile(r"\.(?=\))")
+
+
 def ties_before_slur_ends(abc: str) -> str:
-    """``c6)-`` as ``c6-)``: abc2midi ties the note, abc2xml drops the tie."""
+    """``c6)-`` as ``c6-)`` and ``B {c}-B`` as ``B- {c}B``: abc2midi ties the
+    note before, abc2xml drops the tie; and a staccato dot before a slur's
+    end (``(B>.)A``) is dropped, as abc2midi drops it (abc2xml gives it to
+    the next note)."""
     header, body = split_header(abc)
     body = [
-        line if _NOT_MUSIC.match(line) else _TIE_AFTER_SLUR.sub(r"\1-\2", line)
+        (
+            line
+            if _NOT_MUSIC.match(line)
+            else _STACCATO_BEFORE_SLUR_END.sub(
+                "", _TIE_AFTER_GRACE.sub(r"-\1", _TIE_AFTER_SLUR.sub(r"\1-\2", line))
+            )
+        )
         for line in body
     ]
     return "\n".join(header + body) + "\n"

@@ -50,9 +50,11 @@ _PERFORMANCE_DECORATIONS = re.compile(
 )
 
 
-# abc2midi ignores a `>` followed by a staccato dot (`F>.E` plays even);
-# inside a chord bracket the same note is read as the standard says.
-_BROKEN_STACCATO = re.compile(r"([<>]+)\.((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/]*)")
+# abc2midi ignores a `>` followed by a staccato dot (`F>.E` and `F>"4".E`
+# play even); inside a chord bracket the same note is read as the standard says.
+_BROKEN_STACCATO = re.compile(
+    r"([<>]+)((?:\"[^\"\n]*\"|![^!\n]*!)*)\.((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/]*)"
+)
 # abc2midi halves a staccato chord only when its length is written inside
 # the brackets (`.[CE]2` plays full length, `.[C2E2]` half).
 _STACCATO_CHORD = re.compile(r"\.\[([^\]\[:|\d/]*)\]([\d/]+)")
@@ -158,7 +160,7 @@ def reference_abc(abc: str) -> str:
         line = _PERFORMANCE_DECORATIONS.sub("", line)
         line = _strip_outside_quotes(line, performed)  # R: abc2midi's roll
         line = _STACCATO_BEFORE_DECORATION.sub(r"\1.", line)
-        line = _BROKEN_STACCATO.sub(r"\1[.\2]", line)
+        line = _BROKEN_STACCATO.sub(r"\1\2[.\3]", line)
         line = _STACCATO_CHORD.sub(
             lambda m: ".[" + _CHORD_NOTE.sub(r"\g<1>" + m.group(2), m.group(1)) + "]",
             line,
