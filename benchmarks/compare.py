@@ -182,6 +182,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", default="reports/compare", help="output folder")
     parser.add_argument(
+        "--reuse-evaluation",
+        action="store_true",
+        help="read OUT/evaluate/report.json of an earlier run of the same runs "
+        "instead of evaluating again (to re-time decoding only)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0: default)"
     )
     return parser.parse_args(argv)
@@ -280,14 +286,25 @@ def sweep_and_seeds(args: argparse.Namespace) -> tuple[list[Run], dict]:
     return finals, sweep
 
 
+class _StepClock:
+    """A logits processor that only notes when each generation step reaches it."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, input_ids, scores):
+        self.times.append(time.perf_counter())
+        return scores
+
+
 def generation_speed(
     model, tokenizer, texts: list[str], context: int, new_tokens: int
 ) -> dict:
     """Decode tokens/s after a `context`-token prompt (batch 1, greedy, the model's cache).
 
-    Timed as the difference between generating 1 + new_tokens tokens and 1
-    token from the same prompt (best of two each), so prefill cancels out
-    whatever cache mechanism the architecture uses.
+    One `generate` call; a logits processor notes when each step's logits
+    arrive, so the prefill (before the first) is timed apart from the decode
+    steps (between the first and the last), whatever cache the architecture uses.
     """
     import torch
 
@@ -300,31 +317,29 @@ def generation_speed(
         ids = (ids * (context // max(1, len(ids)) + 1))[:context]
     prompt = torch.tensor([ids[:context]], device=next(model.parameters()).device)
 
-    def timed(count: int) -> float:
-        best = float("inf")
-        for _ in range(2):
-            start = time.perf_counter()
-            out = model.generate(
-                prompt,
-                attention_mask=torch.ones_like(prompt),
-                do_sample=False,
-                max_new_tokens=count,
-                min_new_tokens=count,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            best = min(best, time.perf_counter() - start)
-            assert out.shape[1] == prompt.shape[1] + count
-        return best
+    def timed(count: int) -> tuple[float, float]:
+        clock = _StepClock()
+        start = time.perf_counter()
+        out = model.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            do_sample=False,
+            max_new_tokens=count,
+            min_new_tokens=count,
+            pad_token_id=tokenizer.pad_token_id,
+            logits_processor=[clock],
+        )
+        assert out.shape[1] == prompt.shape[1] + count
+        return clock.times[0] - start, clock.times[-1] - clock.times[0]
 
     with torch.inference_mode():
         timed(2)  # warm-up: lazy initialisation, kernel selection
-        first = timed(1)
-        full = timed(1 + new_tokens)
+        prefill, decode = timed(1 + new_tokens)
     return {
         "context": context,
-        "prefill_s": first,
+        "prefill_s": prefill,
         "new_tokens": new_tokens,
-        "decode_tokens_per_s": new_tokens / max(full - first, 1e-9),
+        "decode_tokens_per_s": new_tokens / max(decode, 1e-9),
     }
 
 
@@ -529,7 +544,16 @@ def _compare(args: argparse.Namespace) -> int:
         classifier_samples=args.classifier_samples,
         classifier_max_train=args.classifier_max_train,
     )
-    report = evaluate(eval_args)
+    saved = out / "evaluate" / "report.json"
+    if args.reuse_evaluation:
+        if not saved.is_file():
+            raise UserError(f"--reuse-evaluation: no {saved}")
+        report = json.loads(saved.read_text())
+        models = [m["model"] for m in report["models"].values()]
+        if models != eval_args.model:
+            raise UserError(f"--reuse-evaluation: {saved} evaluated other runs")
+    else:
+        report = evaluate(eval_args)
     entries = list(report["models"].values())
     texts = list(corpus["test"]["abc"])
 
