@@ -163,26 +163,6 @@ def scan_inputs(batch, seqlen, dim=24, nstate=4, dtype=torch.float32):
     )
 
 
-@pytest.mark.parametrize(
-    "batch,seqlen", [(1, functions.CHUNK + 13), (3, 2 * functions.CHUNK), (2, 1)]
-)
-def test_selective_scan_matches_torch_reference(batch, seqlen):
-    """The prefill scan (x given): output, last state and every gradient match torch."""
-    inputs = scan_inputs(batch, seqlen)
-    gy = torch.randn(batch, seqlen, 24, generator=torch.Generator().manual_seed(9))
-    results = []
-    for fn in (selective_scan_reference, functions.selective_scan):
-        y, last = fn(*inputs)
-        grads = torch.autograd.grad((y * gy).sum(), inputs)
-        results.append((y.detach(), last, grads))
-    (yr, lr_, gr), (yf, lf, gf) = results
-    assert rel_err(yf, yr) < REL_TOL
-    assert rel_err(lf, lr_) < REL_TOL
-    names = ("u", "dt", "dt_bias", "A", "B", "C", "D", "xz")
-    for name, g_f, g_r in zip(names, gf, gr, strict=True):
-        assert rel_err(g_f, g_r) < REL_TOL, name
-
-
 def mamba_inner_reference(xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_skip):
     """The fused block core written with plain torch ops (the stock mixer's maths)."""
     _, seqlen, dim2 = xz.shape
@@ -219,22 +199,40 @@ def inner_inputs(batch, seqlen, dim=24, nstate=4, rank=3, ksize=4, dtype=torch.f
     )
 
 
+# the prefill scan (x given) and the fused block core, each against its torch twin
+TWINS = {
+    "selective_scan": (
+        scan_inputs,
+        selective_scan_reference,
+        functions.selective_scan,
+        ("u", "dt", "dt_bias", "A", "B", "C", "D", "xz"),
+    ),
+    "mamba_inner": (
+        inner_inputs,
+        mamba_inner_reference,
+        functions.mamba_inner,
+        ("xz", "conv_w", "conv_b", "x_proj", "dt_proj_w", "dt_proj_b", "A", "D"),
+    ),
+}
+
+
+@pytest.mark.parametrize("twin", list(TWINS))
 @pytest.mark.parametrize(
     "batch,seqlen", [(1, functions.CHUNK + 13), (3, 2 * functions.CHUNK), (2, 1)]
 )
-def test_mamba_inner_matches_torch_reference(batch, seqlen):
-    """The fused block core: output, last state and every gradient match torch."""
-    inputs = inner_inputs(batch, seqlen)
+def test_kernel_matches_torch_reference(twin, batch, seqlen):
+    """Output, last state and every gradient match the torch reference."""
+    make_inputs, reference, kernel, names = TWINS[twin]
+    inputs = make_inputs(batch, seqlen)
     gy = torch.randn(batch, seqlen, 24, generator=torch.Generator().manual_seed(9))
     results = []
-    for fn in (mamba_inner_reference, functions.mamba_inner):
+    for fn in (reference, kernel):
         y, last = fn(*inputs)
         grads = torch.autograd.grad((y * gy).sum(), inputs)
         results.append((y.detach(), last, grads))
     (yr, lr_, gr), (yf, lf, gf) = results
     assert rel_err(yf, yr) < REL_TOL
     assert rel_err(lf, lr_) < REL_TOL
-    names = ("xz", "conv_w", "conv_b", "x_proj", "dt_proj_w", "dt_proj_b", "A", "D")
     for name, g_f, g_r in zip(names, gf, gr, strict=True):
         assert rel_err(g_f, g_r) < REL_TOL, name
 

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from abcmamba.convert.abctext import _length
+
 logger = logging.getLogger(__name__)
 
 # Annotation text: "abcmamba-hold:<chord note index>=<whole notes>,...".
@@ -61,14 +63,6 @@ def pitch_line(note: str) -> int:
     letter, octave = match.group(1), match.group(2)
     line = "CDEFGAB".index(letter.upper()) + (7 if letter.islower() else 0)
     return line + 7 * octave.count("'") - 7 * octave.count(",")
-
-
-def _length(text: str) -> Fraction:
-    if "/" not in text:
-        return Fraction(int(text or 1))
-    numerator, _, rest = text.partition("/")
-    denominator = int(rest) if rest.isdigit() else 2 ** (rest.count("/") + 1)
-    return Fraction(int(numerator or 1), denominator)
 
 
 def _unit_of_meter(meter: str) -> Fraction:
