@@ -203,6 +203,14 @@ def test_min_new_tokens_keeps_a_tune_going_past_its_end(tokenizer):
         gen.generate_tunes(model, tokenizer, 1, min_new_tokens=200, **common)
 
 
+def test_sampling_builds_no_autograd_graph(tokenizer):
+    model = _tiny("llama", tokenizer)
+    grad_on = []
+    model.register_forward_pre_hook(lambda *_: grad_on.append(torch.is_grad_enabled()))
+    gen.generate_tunes(model, tokenizer, 2, seed=0, max_new_tokens=40, batch_size=2)
+    assert grad_on and not any(grad_on)
+
+
 def test_unconstrained_sampling_keeps_requested_header(tokenizer, monkeypatch):
     from abcmamba.abc import parse_header
 

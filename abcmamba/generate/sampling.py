@@ -79,7 +79,6 @@ def _step(model, input_ids: torch.Tensor, cache):
     return out.logits[:, -1].float().cpu(), output_cache(out, model)
 
 
-@torch.no_grad()
 def _restrict(row, scores: torch.Tensor, eos: int | None) -> None:
     """The row's mask on its scores; the end of text when it leaves nothing else."""
     row.restrict(scores)
@@ -87,6 +86,7 @@ def _restrict(row, scores: torch.Tensor, eos: int | None) -> None:
         scores[eos] = 0.0  # only the end was allowed, and min_new_tokens masked it
 
 
+@torch.no_grad()
 def sample_batch(
     model,
     tokenizer,
