@@ -394,10 +394,6 @@ def run_metrics(run: Run, entry: dict) -> dict:
     }
 
 
-# metrics where lower is better; the rest are better higher
-LOWER_BETTER = ("bpc", "memory")
-
-
 def _cell(summary: dict, spec: str) -> str:
     if summary["mean"] is None:
         return "–"
@@ -534,6 +530,7 @@ def _compare(args: argparse.Namespace) -> int:
         batch_size=8,
         max_length=2048,
         max_new_tokens=args.max_new_tokens,
+        min_new_tokens=0,
         seed=0,
         device=None,
         # the architectures' own validity; the grammar would make every one valid

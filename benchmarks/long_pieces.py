@@ -62,12 +62,9 @@ def check_piece(abc: str, tokenizer) -> dict:
     """Tokens, voices with notes, and the parts with notes of its MIDI and MusicXML."""
     from abcmamba import convert
     from abcmamba.abc.header import parse_header
-    from abcmamba.abc.validate import voice_tokens
+    from abcmamba.abc.validate import voices_with_notes
 
-    voices = sum(
-        any(t.kind in ("note", "chord") for t in tokens)
-        for tokens in voice_tokens(abc).values()
-    )
+    voices = voices_with_notes(abc)
     row = {
         "composer": parse_header(abc).get("C"),
         "tokens": len(tokenizer(abc, add_special_tokens=False)["input_ids"]),

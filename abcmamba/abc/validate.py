@@ -130,6 +130,14 @@ def voice_tokens(abc: str) -> dict[str, list[Token]]:
     }
 
 
+def voices_with_notes(abc: str) -> int:
+    """How many voices of the tune hold at least one note or chord (not only rests)."""
+    return sum(
+        any(t.kind in ("note", "chord") for t in tokens)
+        for tokens in voice_tokens(abc).values()
+    )
+
+
 def _syntax_reasons(voices: dict[str, list[Token]]) -> list[str]:
     reasons = []
     unknown = sorted(

@@ -176,7 +176,7 @@ def _write_samples(report: dict, real_abc: list[str], folder: Path) -> None:
 
 def _composer_classifier(args: argparse.Namespace, corpus):
     """Train and measure the composer classifier on the corpus (report section, classifier)."""
-    from abcmamba.evaluate.composer import MAX_TRAIN_PER_COMPOSER, classifier_section
+    from abcmamba.evaluate.composer import classifier_section
 
     if "composer" not in corpus["train"].column_names:
         raise UserError(f"--composer-classifier: {args.data} has no composer column")
@@ -190,7 +190,7 @@ def _composer_classifier(args: argparse.Namespace, corpus):
             corpus,
             composers,
             args.classifier_min_pieces,
-            getattr(args, "classifier_max_train", MAX_TRAIN_PER_COMPOSER),
+            args.classifier_max_train,
             seed=args.seed,
         )
     except ValueError as err:
@@ -218,7 +218,7 @@ def _composer_conditioning(args, entry: dict, classifier, model, tokenizer) -> N
         args.max_new_tokens,
         args.batch_size,
         constrained=entry["sampler"] == "constrained",
-        min_new_tokens=getattr(args, "min_new_tokens", 0),
+        min_new_tokens=args.min_new_tokens,
     )
     result = conditioning_summary(classifier, samples)
     result["not_sampled"] = errors
@@ -250,8 +250,6 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     if args.n < 2:
         raise UserError("-n must be at least 2")
-    # callers that build their own Namespace (benchmarks/compare.py) may leave it out
-    min_new_tokens = getattr(args, "min_new_tokens", 0)
     specs = list(dict.fromkeys(args.model))
     for spec in specs:
         resolve_model(spec)  # fail before any slow work
@@ -272,8 +270,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     logger.info("bar index built in %.1f s", time.perf_counter() - start)
 
     classifier = None
-    # callers that build their own Namespace (benchmarks/compare.py) may leave it out
-    if getattr(args, "composer_classifier", False):
+    if args.composer_classifier:
         report_classifier, classifier = _composer_classifier(args, corpus)
 
     real = analyse_tunes(real_abc, desc="real tunes", midi=False)
@@ -361,7 +358,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                 args.max_new_tokens,
                 args.batch_size,
                 constrained=sampler == "constrained",
-                min_new_tokens=min_new_tokens,
+                min_new_tokens=args.min_new_tokens,
             )
             conditioned = sample_tunes(
                 model,
@@ -371,7 +368,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                 args.max_new_tokens,
                 args.batch_size,
                 constrained=sampler == "constrained",
-                min_new_tokens=min_new_tokens,
+                min_new_tokens=args.min_new_tokens,
             )
             entry["sampling_seconds"] = time.perf_counter() - start
             free_a = analyse_tunes(

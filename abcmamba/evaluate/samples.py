@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from abcmamba.abc import validate
 from abcmamba.abc.header import Header, canonical_key, canonical_meter, parse_header
-from abcmamba.abc.validate import voice_tokens
+from abcmamba.abc.validate import voices_with_notes
 from abcmamba.convert import abc_to_midi, abc_to_score
 from abcmamba.evaluate.metrics import notes_from_stream, piece_features
 from abcmamba.evaluate.structure import bar_texts, has_repeats
@@ -133,10 +133,7 @@ def analyse_tune(abc: str, midi: bool = True, finished: bool = True) -> TuneAnal
     else:
         result.features = piece_features(notes)
     try:
-        result.voices_with_notes = sum(
-            any(t.kind in ("note", "chord") for t in tokens)
-            for tokens in voice_tokens(abc).values()
-        )
+        result.voices_with_notes = voices_with_notes(abc)
     except Exception as err:  # the tokenizer's fault, not the tune's
         logger.debug("voice split failed: %s", err)
     voices = notes.voices()

@@ -185,6 +185,22 @@ class ConvSiluFn(torch.autograd.Function):
         return gxz, gw, gb
 
 
+def _scan_inputs(u, dt, dt_bias, a_t, bc, boff, d_skip, xz) -> tuple:
+    """The leading arguments both scan kernels take, in their order (numpy views)."""
+    nstate = a_t.shape[0]
+    b_cols = (boff, boff + nstate)  # first columns of B_t and C_t in ``bc``
+    return (
+        _np(u),
+        _np(dt),
+        _np(dt_bias),
+        _np(a_t),
+        _np(bc),
+        *b_cols,
+        _np(d_skip),
+        _np(xz),
+    )
+
+
 def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz):
     """Run mamba_scan_fwd: y (B, L, D), chunk checkpoints (B, L/T, N, D), last state (B, D, N).
 
@@ -198,15 +214,7 @@ def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz):
     ckpt = torch.empty(batch, nchunk, nstate, dim, dtype=u.dtype)  # (B, L/T, N, D)
     last = torch.empty(batch, dim, nstate, dtype=u.dtype)  # (B, D, N)
     nk.mamba_scan_fwd(
-        _np(u),
-        _np(dt),
-        _np(dt_bias),
-        _np(a_t),
-        _np(bc),
-        boff,
-        boff + nstate,
-        _np(d_skip),
-        _np(xz),
+        *_scan_inputs(u, dt, dt_bias, a_t, bc, boff, d_skip, xz),
         _np(y),
         _np(ckpt),
         _np(last),
@@ -232,15 +240,7 @@ def _scan_backward(
     gc_part = torch.empty(batch, nblk, seqlen, nstate, dtype=u.dtype)
     gd_part = torch.empty(batch, dim, dtype=u.dtype)
     nk.mamba_scan_bwd(
-        _np(u),
-        _np(dt),
-        _np(dt_bias),
-        _np(a_t),
-        _np(bc),
-        boff,
-        boff + nstate,
-        _np(d_skip),
-        _np(xz),
+        *_scan_inputs(u, dt, dt_bias, a_t, bc, boff, d_skip, xz),
         _np(ckpt),
         _np(gy),
         CHUNK,
