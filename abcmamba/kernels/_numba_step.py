@@ -6,8 +6,10 @@ layer). :func:`layer_step` does a layer's work in one call, and
 :func:`head_step` the final norm and the LM head, so the step costs about
 what reading the weights from memory costs.
 
-One batch row ``b`` of layer ``l`` (Gu & Dao 2023, Algorithm 2, discretised as
-in ``_numba_scan``), with the residual stream ``r`` (B, D)::
+One batch row ``b`` of layer ``l`` (Gu & Dao 2023, Algorithm 2: the scan's
+recurrence in ``_numba_scan`` for one time step, with its exp and softplus,
+the state kept (E, N) so the loop over n reads it in order), with the
+residual stream ``r`` (B, D)::
 
     x      = RMSNorm(r)                                   (D,)
     u0, z  = split(W_in x + b_in)                         (E,), (E,)
@@ -29,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from abcmamba.kernels._numba_scan import vexp, vsoftplus
 
 _JIT = {"cache": True, "fastmath": True, "nogil": True}
 _BLAS_BATCH = 8  # from this many rows a step's linears go to BLAS (np.dot)
@@ -127,13 +131,11 @@ def layer_step(
     y = np.empty((batch, inner), dtype=r.dtype)
     for b in range(batch):
         for e in range(inner):
-            dt = delta[b, e]
-            if dt <= 20.0:  # softplus with torch's threshold
-                dt = np.log1p(np.exp(dt))
+            dt = vsoftplus(delta[b, e])
             dt_u = dt * u[b, e]
             acc = 0.0
             for n in range(n_state):
-                s = np.exp(dt * a[e, n]) * h[b, e, n] + dt_u * proj[b, rank + n]
+                s = vexp(dt * a[e, n]) * h[b, e, n] + dt_u * proj[b, rank + n]
                 h[b, e, n] = s
                 acc += s * proj[b, rank + n_state + n]
             gate = xz[b, inner + e]
