@@ -455,6 +455,20 @@ def test_bagpipe_key_sounds_f_and_c_sharp(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_key_none_in_the_body_plays_no_accidentals(tmp_path):
+    # abc2xml would keep the earlier key's signature through a K:none
+    abc = tune("F2 c2 [K:none] F2 c2 |\nK:none\nF8 |", "M:4/4\nL:1/8\nK:D")
+    assert pitches(abc, tmp_path) == [66, 73, 65, 72, 65]
+    agrees_with_abc2midi(abc)
+
+
+def test_meter_without_denominator_counts_whole_notes(tmp_path):
+    # abc2midi reads M:2 as 2/1: a multi-bar rest Z2 lasts four whole notes
+    abc = tune("Z2 | C4 G4 |", "M:2\nL:1/4\nK:C")
+    assert [onset for onset, _, _ in midi_notes(abc, tmp_path)] == [16.0, 20.0]
+    agrees_with_abc2midi(abc)
+
+
 def test_midi_transpose_directive(tmp_path):
     abc = tune("C2 E2 G2 c2 | C8 |", "M:4/4\nL:1/8\n%%MIDI transpose -2\nK:C")
     assert pitches(abc, tmp_path) == [58, 62, 65, 70, 58]

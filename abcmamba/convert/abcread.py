@@ -37,6 +37,7 @@ def abc_to_musicxml_text(abc: str) -> str:
     from abcmamba.convert.abctext import (
         apostrophe_staccato,
         bagpipe_keys,
+        bare_meters_in_whole_notes,
         closed_quotes,
         drop_grace_after_broken_rhythm,
         drop_text_blocks,
@@ -44,6 +45,7 @@ def abc_to_musicxml_text(abc: str) -> str:
         explicit_unit_length,
         full_tuplet_specs,
         header_transpose_in_voices,
+        keyless_as_c,
         microtones_as_written_notes,
         plain_key_modes,
         spaced_key_accidentals,
@@ -57,6 +59,7 @@ def abc_to_musicxml_text(abc: str) -> str:
     abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
     abc = written_long_broken_rhythm(microtones_as_written_notes(abc))
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
+    abc = bare_meters_in_whole_notes(keyless_as_c(abc))
     abc = header_transpose_in_voices(plain_key_modes(abc))
     abc = ties_before_slur_ends(
         unbracketed_meters(apostrophe_staccato(closed_quotes(abc)))

@@ -419,6 +419,15 @@ def unbracketed_meters(abc: str) -> str:
     return _BRACKETED_METER.sub(r"\1\2", abc)
 
 
+_BARE_METER = re.compile(r"(^M:\s*|\[M:\s*)(\d+)(?=\s*(?:\]|%|$))", re.M)
+
+
+def bare_meters_in_whole_notes(abc: str) -> str:
+    """``M:2`` as ``M:2/1``, the bar length abc2midi plays (abc2xml would
+    assume 4/4)."""
+    return _BARE_METER.sub(r"\1\2/1", abc)
+
+
 _PIPES_KEY = re.compile(r"(^K:\s*|\[K:\s*)H[Pp](?=[\s\]]|$)", re.M)
 
 
@@ -426,6 +435,15 @@ def bagpipe_keys(abc: str) -> str:
     """``K:HP``/``K:Hp`` (Highland pipes) as ``K:Amix``: the F and C sharp that
     abc2midi plays; abc2xml would read no key at all."""
     return _PIPES_KEY.sub(r"\1Amix", abc)
+
+
+_NO_KEY = re.compile(r"(^K:\s*|\[K:\s*)none(?=[\s\]%]|$)", re.M)
+
+
+def keyless_as_c(abc: str) -> str:
+    """``K:none`` as ``K:C``: abc2xml keeps the previous key's signature for a
+    ``K:none`` in the body, abc2midi plays no accidentals."""
+    return _NO_KEY.sub(r"\1C", abc)
 
 
 _SYNONYM_MODE = re.compile(
