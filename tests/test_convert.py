@@ -223,6 +223,27 @@ def test_tie_written_after_a_slur_end_ties_the_note(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_tie_written_after_the_bar_line_ties_the_note(tmp_path):
+    # "G3|-G2" (and "|!2!-G2", a fingering between) ties for abc2midi
+    abc = tune('"D"BA>G | G3 |-G2 A | B3 | !2!-B2 "A-B"c |', "M:3/4\nL:1/8\nK:G")
+    assert midi_notes(abc, tmp_path)[3:] == [
+        (1.5, 67, 2.5),
+        (4.0, 69, 0.5),
+        (4.5, 71, 2.5),
+        (7.0, 72, 0.5),
+    ]
+    agrees_with_abc2midi(abc)
+
+
+def test_remark_symbol_and_macro_lines_are_not_music(tmp_path):
+    # abc2xml read the letters of "r:remark" as notes; abc2midi skips s: and
+    # d: lines and does not expand m: macros
+    lines = "r: 32\nr:remark\ns: * * !p!\nd: * !f!\nm: ~G2 = GAGF"
+    abc = tune(f"CDEF GABc |\n{lines}\n~G2 c2 e4 |", "r:header\nM:4/4\nL:1/8\nK:C")
+    assert pitches(abc, tmp_path) == [60, 62, 64, 65, 67, 69, 71, 72, 67, 72, 76]
+    agrees_with_abc2midi(abc)
+
+
 def test_rest_longer_than_its_bar_keeps_its_length(tmp_path):
     # music21 gives a lone whole or breve rest the bar's length: "z8" in a
     # bar of 4 beats (as Humdrum-derived tunes write it) lasted 4

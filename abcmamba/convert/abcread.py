@@ -40,6 +40,7 @@ def abc_to_musicxml_text(abc: str) -> str:
         bare_meters_in_whole_notes,
         closed_quotes,
         drop_grace_after_broken_rhythm,
+        drop_ignored_lines,
         drop_text_blocks,
         drop_text_fields,
         explicit_unit_length,
@@ -47,23 +48,22 @@ def abc_to_musicxml_text(abc: str) -> str:
         header_transpose_in_voices,
         keyless_as_c,
         microtones_as_written_notes,
+        misplaced_ties,
         plain_key_modes,
         spaced_key_accidentals,
-        ties_before_slur_ends,
         unbracketed_meters,
         written_long_broken_rhythm,
     )
 
     # a tab before a comment ("V:M\t% Melody") crashes abc2xml's voice reader
     abc = drop_text_fields(drop_text_blocks(abc.replace("\t", " ")))
+    abc = drop_ignored_lines(abc)
     abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
     abc = written_long_broken_rhythm(microtones_as_written_notes(abc))
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
     abc = bare_meters_in_whole_notes(keyless_as_c(abc))
     abc = header_transpose_in_voices(plain_key_modes(abc))
-    abc = ties_before_slur_ends(
-        unbracketed_meters(apostrophe_staccato(closed_quotes(abc)))
-    )
+    abc = misplaced_ties(unbracketed_meters(apostrophe_staccato(closed_quotes(abc))))
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:
         docs = abc2xml.getXmlDocs(abc)

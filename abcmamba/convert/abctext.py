@@ -126,6 +126,17 @@ def drop_text_fields(abc: str) -> str:
     return "\n".join(kept + body) + "\n"
 
 
+# Lines abc2xml reads as notes but abc2midi ignores: remarks, symbol lines
+# (``s:``, abcm2ps's older ``d:``) and macro definitions (abc2midi does not
+# expand macros).
+_IGNORED_LINE = re.compile(r"^[rsdm]:.*(?:\n|$)", re.M)
+
+
+def drop_ignored_lines(abc: str) -> str:
+    """The tune without ``r:``, ``s:``, ``d:`` and ``m:`` lines."""
+    return _IGNORED_LINE.sub("", abc)
+
+
 _TEXT_BLOCK = re.compile(r"^%%begintext\b.*?(?:^%%endtext[^\n]*$|\Z)", re.M | re.S)
 
 
@@ -504,26 +515,27 @@ def header_transpose_in_voices(abc: str) -> str:
 
 
 _TIE_AFTER_SLUR = re.compile(r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/]*)(\)+)-")
-
-
 _TIE_AFTER_GRACE = re.compile(r"(\s*\{[^}\n]*\})-")
+# "G3|-G2": a tie written after the bar line (and the next note's fingering)
+_TIE_AFTER_BAR = re.compile(
+    r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/]*)(\s*\|[|\]]?\s*(?:![^!\n]*!\s*)*)-"
+)
 _STACCATO_BEFORE_SLUR_END = re.compile(r"\.(?=\))")
 
 
-def ties_before_slur_ends(abc: str) -> str:
-    """``c6)-`` as ``c6-)`` and ``B {c}-B`` as ``B- {c}B``: abc2midi ties the
-    note before, abc2xml drops the tie; and a staccato dot before a slur's
-    end (``(B>.)A``) is dropped, as abc2midi drops it (abc2xml gives it to
-    the next note)."""
+def misplaced_ties(abc: str) -> str:
+    """``c6)-`` as ``c6-)``, ``B {c}-B`` as ``B- {c}B`` and ``G3|-G2`` as
+    ``G3-|G2``: abc2midi ties the note before, abc2xml drops the tie; and a
+    staccato dot before a slur's end (``(B>.)A``) is dropped, as abc2midi
+    drops it (abc2xml gives it to the next note)."""
+
+    def moved(text: str) -> str:
+        text = _TIE_AFTER_BAR.sub(r"\1-\2", _TIE_AFTER_SLUR.sub(r"\1-\2", text))
+        return _STACCATO_BEFORE_SLUR_END.sub("", _TIE_AFTER_GRACE.sub(r"-\1", text))
+
     header, body = split_header(abc)
     body = [
-        (
-            line
-            if _NOT_MUSIC.match(line)
-            else _STACCATO_BEFORE_SLUR_END.sub(
-                "", _TIE_AFTER_GRACE.sub(r"-\1", _TIE_AFTER_SLUR.sub(r"\1-\2", line))
-            )
-        )
+        line if _NOT_MUSIC.match(line) else _outside_quotes(line, moved)
         for line in body
     ]
     return "\n".join(header + body) + "\n"

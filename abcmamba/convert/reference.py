@@ -152,6 +152,9 @@ def reference_abc(abc: str) -> str:
             # abc2midi swings `>` as 2:1 in hornpipes (and as `%%MIDI ratio`
             # says); the notation says 3:1.  Drones are accompaniment.
             continue
+        if line.startswith(("r:", "m:")):
+            # remarks and macro definitions: abc2midi plays their letters
+            continue
         if line.startswith("V:"):
             line = _VOICE_OCTAVE_CLEF.sub(r"\1\3\2\4", line)
         if re.match(r"^[A-Za-z+]:", line) or line.startswith("%"):
