@@ -577,6 +577,32 @@ def test_user_defined_trill_is_not_played_out_by_the_reference():
     agrees_with_abc2midi(abc)
 
 
+def test_old_style_trill_is_not_played_out_by_the_reference():
+    abc = tune("+trill+A2 +fermata+B2 +mordent+c4 |")
+    assert reference_abc(abc).splitlines()[-1] == "A2 +fermata+B2 c4 |"
+    agrees_with_abc2midi(abc)
+
+
+def test_chord_lengths_inside_and_out_multiply(tmp_path):
+    # ABC 2.1: [C2E2G2]3 is [CEG]6; abc2midi ignores the inner length, so
+    # the reference writes the product on every note
+    abc = tune("[C2E2G2]3 z2 | [C/E/]3 z5/ [CE]3/ z/ |")
+    assert [n[2] for n in midi_notes(abc, tmp_path)] == [
+        3,
+        3,
+        3,
+        0.75,
+        0.75,
+        0.75,
+        0.75,
+    ]
+    assert (
+        reference_abc(abc).splitlines()[-1]
+        == "[C6E6G6] z2 | [C3/2E3/2] z5/ [CE]3/ z/ |"
+    )
+    agrees_with_abc2midi(abc)
+
+
 def test_part_starts_in_the_key_an_inline_field_left(tmp_path):
     # P:B follows an inline [K:F] in the text: it is in F, played first or not
     abc = tune("P:A\nC2 [K:F] B2|\nP:B\nB2 c2|", "M:2/4\nL:1/8\nP:BA\nK:D")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import music21
 
+from abcmamba.convert.abctext import _length, _spelled
 from abcmamba.convert.render import PERCUSSION_CHANNEL
 
 # A note: (onset, MIDI pitch, duration); onset/duration in quarter notes.
@@ -43,10 +44,14 @@ ABC2MIDI_TIMEOUT_S = 30
 
 # Decorations abc2midi turns into extra or shortened notes: rolls, trills,
 # mordents and turns.  Their notated pitch and length stay.
+_PERFORMANCE_NAMES = (
+    "trill|roll|turn|turnx|invertedturn|invertedturnx|mordent|lowermordent|"
+    "uppermordent|pralltriller|shortphrase|mediumphrase|longphrase|"
+    "arpeggio|slide|breath"
+)
+# (also in ABC 2.0's +trill+ form)
 _PERFORMANCE_DECORATIONS = re.compile(
-    r"!(?:trill|roll|turn|turnx|invertedturn|invertedturnx|mordent|lowermordent|"
-    r"uppermordent|pralltriller|shortphrase|mediumphrase|longphrase|"
-    r"arpeggio|slide|breath|\+)!"
+    rf"!(?:{_PERFORMANCE_NAMES}|\+)!|\+(?:{_PERFORMANCE_NAMES})\+"
 )
 
 
@@ -59,6 +64,12 @@ _BROKEN_STACCATO = re.compile(
 # the brackets (`.[CE]2` plays full length, `.[C2E2]` half).
 _STACCATO_CHORD = re.compile(r"\.\[([^\]\[:|\d/]*)\]([\d/]+)")
 _CHORD_NOTE = re.compile(r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*)")
+# abc2midi ignores the length inside a chord that also has one outside; the
+# standard multiplies them (`[C2E2G2]3` is `[CEG]6`).
+_LENGTHS_INSIDE_AND_OUT = re.compile(
+    r"\[((?:(?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/]*-?)+)\]([\d/]+)"
+)
+_LENGTHENED_NOTE = re.compile(r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*)([\d/]*)")
 # abc2midi drops a staccato dot followed by a chord symbol or another
 # decoration (`."G"A`, `.!accent!A`); next to the note it keeps it.
 _STACCATO_BEFORE_DECORATION = re.compile(
@@ -168,9 +179,21 @@ def reference_abc(abc: str) -> str:
             lambda m: ".[" + _CHORD_NOTE.sub(r"\g<1>" + m.group(2), m.group(1)) + "]",
             line,
         )
+        line = _LENGTHS_INSIDE_AND_OUT.sub(_lengths_multiplied, line)
         line = _INVISIBLE_BAR.sub(lambda m: "" if m.group(1) else "|", line)
         body_lines.append(line)
     return "\n".join(body_lines) + "\n"
+
+
+def _lengths_multiplied(match: re.Match) -> str:
+    lengths = {m.group(2) for m in _LENGTHENED_NOTE.finditer(match.group(1))}
+    if len(lengths) > 1 or lengths == {""}:
+        return match.group(0)  # mixed lengths: abc2midi's reading is its own
+    outer = _length(match.group(2))
+    notes = _LENGTHENED_NOTE.sub(
+        lambda m: m.group(1) + _spelled(_length(m.group(2)) * outer), match.group(1)
+    )
+    return f"[{notes}]"
 
 
 def _strip_outside_quotes(line: str, chars: str) -> str:
