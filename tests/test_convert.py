@@ -470,6 +470,13 @@ def test_aeolian_and_ionian_modes(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_explicit_key_plays_only_its_written_accidentals(tmp_path):
+    # K:D exp _b ^f: B flat and F sharp, C natural (abc2xml kept D's C sharp)
+    abc = tune("B2 c2 f2 b2 |", "M:4/4\nL:1/8\nK:D exp _b ^f")
+    assert pitches(abc, tmp_path) == [70, 72, 78, 82]
+    agrees_with_abc2midi(abc)
+
+
 def test_bagpipe_key_sounds_f_and_c_sharp(tmp_path):
     abc = tune("A2 c2 f2 g2 | a8 |", "M:4/4\nL:1/8\nK:HP")
     assert pitches(abc, tmp_path) == [69, 73, 78, 79, 81]

@@ -448,6 +448,15 @@ def bagpipe_keys(abc: str) -> str:
     return _PIPES_KEY.sub(r"\1Amix", abc)
 
 
+_EXPLICIT_KEY = re.compile(r"(^K:\s*|\[K:\s*)[A-G][#b]?[A-Za-z]*\s+exp\b", re.M)
+
+
+def explicit_keys_from_c(abc: str) -> str:
+    """``K:D exp _b ^f`` as ``K:C _b ^f``: with ``exp`` the signature is
+    only the accidentals written; abc2xml ignores the word and keeps D's."""
+    return _EXPLICIT_KEY.sub(r"\1C", abc)
+
+
 _NO_KEY = re.compile(r"(^K:\s*|\[K:\s*)none(?=[\s\]%]|$)", re.M)
 
 
