@@ -237,8 +237,8 @@ def test_tie_written_after_the_bar_line_ties_the_note(tmp_path):
 
 def test_remark_symbol_and_macro_lines_are_not_music(tmp_path):
     # abc2xml read the letters of "r:remark" as notes; abc2midi skips s: and
-    # d: lines and does not expand m: macros
-    lines = "r: 32\nr:remark\ns: * * !p!\nd: * !f!\nm: ~G2 = GAGF"
+    # d: lines and does not expand m: macros; "+:" continues a text field
+    lines = "r: 32\nr:remark\ns: * * !p!\nd: * !f!\nm: ~G2 = GAGF\nW:a verse\n+:goes on"
     abc = tune(f"CDEF GABc |\n{lines}\n~G2 c2 e4 |", "r:header\nM:4/4\nL:1/8\nK:C")
     assert pitches(abc, tmp_path) == [60, 62, 64, 65, 67, 69, 71, 72, 67, 72, 76]
     agrees_with_abc2midi(abc)

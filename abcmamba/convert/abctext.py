@@ -129,12 +129,26 @@ def drop_text_fields(abc: str) -> str:
 # Lines abc2xml reads as notes but abc2midi ignores: remarks, symbol lines
 # (``s:``, abcm2ps's older ``d:``) and macro definitions (abc2midi does not
 # expand macros).
-_IGNORED_LINE = re.compile(r"^[rsdm]:.*(?:\n|$)", re.M)
+_IGNORED_FIELDS = ("r:", "s:", "d:", "m:")
+_MUSIC_FIELD_LINE = re.compile(r"^[KLMPQUVI]:")
 
 
 def drop_ignored_lines(abc: str) -> str:
-    """The tune without ``r:``, ``s:``, ``d:`` and ``m:`` lines."""
-    return _IGNORED_LINE.sub("", abc)
+    """The tune without ``r:``, ``s:``, ``d:`` and ``m:`` lines, nor ``+:``
+    lines that continue a text field (``W:``, ``w:``, ...)."""
+    kept: list[str] = []
+    field = ""  # the field line a "+:" line would continue
+    for line in abc.splitlines():
+        if line.startswith("+:"):
+            if field and not _MUSIC_FIELD_LINE.match(field):
+                continue
+        elif _FIELD_LINE.match(line):
+            field = line
+        elif not line.startswith("%"):
+            field = ""
+        if not line.startswith(_IGNORED_FIELDS):
+            kept.append(line)
+    return "\n".join(kept) + "\n"
 
 
 _TEXT_BLOCK = re.compile(r"^%%begintext\b.*?(?:^%%endtext[^\n]*$|\Z)", re.M | re.S)
