@@ -505,6 +505,10 @@ def test_midi_transpose_directive(tmp_path):
     # as abc2midi: a transpose holds on through the jump back
     assert pitches(later, tmp_path) == [60, 65, 65, 65, 60]
     agrees_with_abc2midi(later)
+    # "t=" is abc2xml's short form of transpose=; abc2midi ignores it
+    short = tune("c8 |", "M:4/4\nL:1/8\nK:C t=8")
+    assert pitches(short, tmp_path) == [72]
+    agrees_with_abc2midi(short)
     # music21 guesses an alto sax from the program, which it would play a
     # sixth lower; abc2midi plays the written notes
     sax = tune("C2 E2 G2 c2 | C8 |", "M:4/4\nL:1/8\n%%MIDI program 65\nK:C")
@@ -626,6 +630,10 @@ def test_tune_abc2midi_plays_nothing_of_has_no_reference():
     assert "played no notes" in result.reason
     # a tune neither plays a note of is still identical
     assert compare_with_abc2midi(tune("x8 | z/3 |"))
+    # with two voices it writes a broken MIDI file instead
+    broken = compare_with_abc2midi(tune("V:1\ne/3f/3e/3 d2 c4 z|\nV:2\nC8|"))
+    assert not broken and broken.reference_failed
+    assert "broken MIDI" in broken.reason
 
 
 CONFORMANCE = split_tunes((DATA / "conformance.abc").read_text(encoding="utf-8"))

@@ -493,9 +493,18 @@ def plain_key_modes(abc: str) -> str:
     )
 
 
+_SHORT_TRANSPOSE = re.compile(r"((?:^[KV]:|\[[KV]:)[^\n\]%]*?)\s+t=-?\d+", re.M)
+
+
+def short_transpose_dropped(abc: str) -> str:
+    """``K:G t=8`` as ``K:G``: abc2xml reads ``t=`` as ``transpose=``,
+    abc2midi ignores it."""
+    return _SHORT_TRANSPOSE.sub(r"\1", abc)
+
+
 _MIDI_TRANSPOSE = re.compile(r"^%%MIDI\s+transpose\s+(-?\d+)")
 _VOICE_FIELD = re.compile(r"^V:\s*([^\s%\]]+)|\[V:\s*([^\s%\]]+)")
-_TRANSPOSE_OPTION = re.compile(r"(\s(?:transpose|t)=)(-?\d+)")
+_TRANSPOSE_OPTION = re.compile(r"(\stranspose=)(-?\d+)")
 
 
 def header_transpose_in_voices(abc: str) -> str:

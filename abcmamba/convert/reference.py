@@ -243,12 +243,17 @@ def abc2midi_notes(abc: str, literal: bool = False) -> list[Note]:
         proc = subprocess.run(
             ["abc2midi", str(src), "-o", str(out), *ABC2MIDI_FLAGS],
             capture_output=True,
-            text=True,
+            # its messages can split a UTF-8 character ("Unrecognized character")
+            encoding="utf-8",
+            errors="replace",
             timeout=ABC2MIDI_TIMEOUT_S,
         )
         if not out.exists():
             raise RuntimeError(f"abc2midi wrote no MIDI: {proc.stdout.strip()[:200]}")
-        notes = notes_from_midi(out)
+        try:
+            notes = notes_from_midi(out)
+        except music21.midi.MidiException as err:  # e.g. after lengths like e/3
+            raise RuntimeError(f"abc2midi wrote a broken MIDI file: {err}") from err
         errors = [line for line in proc.stdout.splitlines() if line.startswith("Error")]
         if not notes and errors:
             # e.g. a length it cannot read ("e/3"): the MIDI it writes is empty
