@@ -594,6 +594,15 @@ def test_old_style_trill_is_not_played_out_by_the_reference():
     agrees_with_abc2midi(abc)
 
 
+def test_double_bar_repeat_start_repeats_from_there(tmp_path):
+    # "||:" starts a repeat (abc2midi since 2024; the reference writes "|:"
+    # for the older abc2midi that read a double bar)
+    abc = tune("C8 ||: D8 :|")
+    assert pitches(abc, tmp_path) == [60, 62, 62]
+    assert reference_abc(abc).splitlines()[-1] == "C8 |: D8 :|"
+    agrees_with_abc2midi(abc)
+
+
 def test_chord_lengths_inside_and_out_multiply(tmp_path):
     # ABC 2.1: [C2E2G2]3 is [CEG]6; abc2midi ignores the inner length, so
     # the reference writes the product on every note

@@ -80,6 +80,9 @@ _STACCATO_BEFORE_DECORATION = re.compile(
 _VOICE_OCTAVE_CLEF = re.compile(
     r"^(V:.*?)(\s+(?:clef=)?[A-Za-z]+\d?[-+^_](?:8|15)\b)(.+?)(\s*%.*)?$"
 )
+# abc2midi before 2024 reads `||:` as a double bar, not a repeat start
+# (fixed upstream 2024-02-19, "handle ||: as a variant of |:").
+_DOUBLE_BAR_REPEAT = re.compile(r"\|\|:")
 # abc2midi misreads the invisible bar line `[|]` (it repeats notes).
 _INVISIBLE_BAR = re.compile(r"\[\|\](?=([|:]?))")
 
@@ -180,6 +183,7 @@ def reference_abc(abc: str) -> str:
             line,
         )
         line = _LENGTHS_INSIDE_AND_OUT.sub(_lengths_multiplied, line)
+        line = _DOUBLE_BAR_REPEAT.sub("|:", line)
         line = _INVISIBLE_BAR.sub(lambda m: "" if m.group(1) else "|", line)
         body_lines.append(line)
     return "\n".join(body_lines) + "\n"
