@@ -340,6 +340,14 @@ def test_header_part_order_is_played(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_part_order_skips_undefined_parts_and_plays_the_intro_first(tmp_path):
+    # as abc2midi: P:(AABC)2 without a part C plays AAB twice; music before
+    # the first P: is played first
+    abc = tune("G8 |]\nP:A\nC8 |]\nP:B\nD8 |]", "M:4/4\nL:1/8\nP:(AABC)2\nK:C")
+    assert pitches(abc, tmp_path) == [67, 60, 60, 62, 60, 60, 62]
+    agrees_with_abc2midi(abc)
+
+
 def test_sections_inside_ordered_parts_repeat_like_abc2midi(tmp_path):
     # With a header P: order abc2midi does not repeat a second section that
     # lacks its |: (without P: it does, see the test above).

@@ -1012,6 +1012,7 @@ def _parts(abc: str) -> tuple[list[str], list[str], dict[str, list[str]]] | None
     # own key, as abc2midi plays it.
     state = {line[0]: line for line in header if line[:2] in ("M:", "L:", "K:")}
     current = None
+    intro: list[str] = []  # abc2midi plays music before the first P: first
     for line in body:
         if line.startswith("P:"):
             current = line[2:].strip()[:1]
@@ -1019,13 +1020,19 @@ def _parts(abc: str) -> tuple[list[str], list[str], dict[str, list[str]]] | None
                 sections[current] = [state[f] for f in "MLK" if f in state]
         elif current is not None:
             sections[current].append(line)
+        else:
+            intro.append(line)
         if line[:2] in ("M:", "L:", "K:"):
             state[line[0]] = line
         elif not _NOT_MUSIC.match(line):  # an inline change holds on too
             for field in _INLINE_KLM.finditer(line):
                 state[field.group(1)] = f"{field.group(1)}:{field.group(2)}"
-    if len(order) < 2 or not sections or any(p not in sections for p in order):
+    order = [p for p in order if p in sections]  # as abc2midi: skip the others
+    if len(order) < 2:
         return None
+    if any(line.strip() and not _NOT_MUSIC.match(line) for line in intro):
+        sections[""] = intro
+        order.insert(0, "")
     return [h for h in header if not h.startswith("P:")], order, sections
 
 
