@@ -1011,6 +1011,23 @@ def test_tie_between_different_pitches_is_no_tie(tmp_path):
     abc = tune("z4 z2 =c2- | c4 z4 |", "M:4/4\nL:1/8\nK:D")
     assert midi_notes(abc, tmp_path) == [(3.0, 72, 3.0)]
     agrees_with_abc2midi(abc)
+    # with its own accidental too: abc2midi holds the first pitch on
+    abc = tune("z4 z2 _B2- | =B2 B2 z4 |", "M:4/4\nL:1/8\nK:C")
+    assert midi_notes(abc, tmp_path) == [(3.0, 70, 2.0), (5.0, 71, 1.0)]
+    agrees_with_abc2midi(abc)
+
+
+def test_chord_tie_holds_only_the_notes_that_keep_their_pitch(tmp_path):
+    # fiddle double stops: "[G_B]2-[G=B]2" ties the G, the B flat and the
+    # B natural both sound (abc2xml tied the B flat on over the B natural)
+    abc = tune("[G_B]2-[G=B]2 c4 |", "M:4/4\nL:1/8\nK:G")
+    assert midi_notes(abc, tmp_path) == [
+        (0.0, 67, 2.0),
+        (0.0, 70, 1.0),
+        (1.0, 71, 1.0),
+        (2.0, 72, 2.0),
+    ]
+    agrees_with_abc2midi(abc)
 
 
 def test_apostrophe_before_a_note_is_a_staccato(tmp_path):

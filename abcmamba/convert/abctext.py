@@ -714,23 +714,25 @@ def propagate_accidentals(abc: str) -> str:
                 signature = key_accidentals(line[2:])
             out.append(line)
             continue
-        pieces = []
+        pieces: list[str] = []
         grace = chord = False
-        last: tuple[str, str] | None = (
-            None  # (note, sounding accidental) of a single note
-        )
-        tie_at: int | None = None  # index in pieces of a "-" after that note
+        ties = _Ties(pieces)
         for token in tokenize(line):
+            played = None
             if token.kind == "bar" or (token.kind == "field" and token.text[1] in "VK"):
                 carried, marked = {}, set()
+                ties.bar()
                 if token.text.startswith("[K:"):
                     signature = key_accidentals(token.text[3:-1])
             elif token.text in ("{", "}"):
                 grace = token.text == "{"
             elif token.text in ("[", "]"):
-                chord, last = token.text == "[", None
-            elif token.text == "-" and last is not None:
-                tie_at = len(pieces)
+                chord = token.text == "["
+                ties.bracket(chord)
+            elif token.text == "-":
+                ties.tie()
+            elif re.fullmatch(r"[\d/]+", token.text):
+                ties.length()
             elif token.kind == "note":
                 match = _TOKEN.match(token.text)
                 acc, letter = match.group("acc"), match.group("letter").upper()
@@ -742,22 +744,87 @@ def propagate_accidentals(abc: str) -> str:
                     token.text = carried[letter] + token.text
                 elif letter in marked:  # undo abc2xml's carrying
                     token.text = signature.get(letter, "=") + token.text
-                if not (grace or chord):
-                    # a tie between different pitches (`c-=c`) is no tie for
-                    # abc2midi: both notes sound (abc2xml would join them)
-                    sounding = _TOKEN.match(token.text).group("acc")
-                    sounding = sounding or signature.get(letter, "=")
-                    note = match.group("letter") + match.group("octave")
-                    # (a tied note without its own accidental keeps the pitch)
-                    pitch_changes = (
-                        acc and last is not None and last[0] == note and last[1] != acc
-                    )
-                    if tie_at is not None and pitch_changes:
-                        pieces[tie_at] = ""
-                    last, tie_at = (note, sounding), None
+                sounding = _TOKEN.match(token.text).group("acc")
+                sounding = sounding or signature.get(letter, "=")
+                note = match.group("letter") + match.group("octave")
+                played = None if grace else (note, acc, sounding, chord)
             pieces.append(token.text)
+            if played:
+                ties.note(*played)
         out.append("".join(pieces))
     return "\n".join(header + out) + "\n"
+
+
+class _Ties:
+    """Ties between notes of different accidentals, as abc2midi plays them.
+
+    A tie to a note that writes another accidental (``_B2-=B2``, also from or
+    into a chord: ``[G_B]2-[G=B]2``) is no tie in the bar: both notes sound,
+    and a chord's tie holds only the notes that keep their pitch (abc2xml
+    ties them all and gives the new note the old accidental).  Across a bar
+    line abc2midi holds the first pitch on: the tied note is written with it.
+    """
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+        self.chord: list[list] = []  # [last piece, note, sounding] in this chord
+        self.closed: list[list] | None = None  # the note or chord just written
+        self.tied: list[list] | None = None  # one tied onwards ...
+        self.tie_at = 0  # ... the piece of its "-" ...
+        self.crossed = False  # ... and whether a bar line came since
+        self.next: list[tuple[str, str, int]] = []  # (note, accidental, piece)
+
+    def bracket(self, opens: bool) -> None:
+        if opens:
+            self.chord, self.closed = [], None
+        else:
+            self.closed = self.chord
+            if self.tied is not None and self.next:
+                self._resolve()
+
+    def length(self) -> None:
+        written = self.chord if self.closed is None else self.closed
+        if written:
+            written[-1][0] = len(self.pieces)
+
+    def tie(self) -> None:
+        if self.closed:
+            self.tied, self.tie_at = self.closed, len(self.pieces)
+            self.crossed, self.next = False, []
+        self.closed = None
+
+    def bar(self) -> None:
+        self.crossed = True
+
+    def note(self, note: str, acc: str, sounding: str, chord: bool) -> None:
+        at = len(self.pieces) - 1
+        if self.tied is not None:
+            self.next.append((note, acc, at))
+        if chord:
+            self.chord.append([at, note, sounding])
+        else:
+            self.closed = [[at, note, sounding]]
+            if self.tied is not None:
+                self._resolve()
+
+    def _resolve(self) -> None:
+        held = {note: sounding for _, note, sounding in self.tied}
+        changed = {
+            (note, at): held[note]
+            for note, acc, at in self.next
+            if acc and note in held and held[note] != acc
+        }
+        if changed and self.crossed:
+            for (note, at), sounding in changed.items():
+                self.pieces[at] = sounding + note
+        elif changed:
+            self.pieces[self.tie_at] = ""
+            moved = {note for note, _, _ in self.next} - {note for note, _ in changed}
+            if len(self.tied) > 1:
+                for at, note, _ in self.tied:
+                    if note in moved:
+                        self.pieces[at] += "-"
+        self.tied, self.next = None, []
 
 
 def _voices(
