@@ -1017,6 +1017,20 @@ def test_tie_between_different_pitches_is_no_tie(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_tied_unison_double_stop_holds_both_notes(tmp_path):
+    # "[ee]2-[ee]2": each e tied to its own (abc2xml tied one into the other)
+    abc = tune("[ee]2-[ee]2 d4 | [F2A2]-[A2A2]-[A2A2] z2 |", "M:4/4\nL:1/8\nK:G")
+    assert midi_notes(abc, tmp_path) == [
+        (0.0, 76, 2.0),
+        (0.0, 76, 2.0),
+        (2.0, 74, 2.0),
+        (4.0, 66, 1.0),
+        (4.0, 69, 3.0),
+        (5.0, 69, 2.0),
+    ]
+    agrees_with_abc2midi(abc)
+
+
 def test_chord_tie_holds_only_the_notes_that_keep_their_pitch(tmp_path):
     # fiddle double stops: "[G_B]2-[G=B]2" ties the G, the B flat and the
     # B natural both sound (abc2xml tied the B flat on over the B natural)
