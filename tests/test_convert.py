@@ -609,6 +609,10 @@ def test_double_bar_repeat_start_repeats_from_there(tmp_path):
     assert pitches(abc, tmp_path) == [60, 62, 62]
     assert reference_abc(abc).splitlines()[-1] == "C8 |: D8 :|"
     agrees_with_abc2midi(abc)
+    both = tune("|: C8 :||: D8 :|")
+    assert pitches(both, tmp_path) == [60, 60, 62, 62]
+    assert reference_abc(both).splitlines()[-1] == "|: C8 :||: D8 :|"
+    agrees_with_abc2midi(both)
 
 
 def test_chord_lengths_inside_and_out_multiply(tmp_path):

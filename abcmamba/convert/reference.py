@@ -82,7 +82,7 @@ _VOICE_OCTAVE_CLEF = re.compile(
 )
 # abc2midi before 2024 reads `||:` as a double bar, not a repeat start
 # (fixed upstream 2024-02-19, "handle ||: as a variant of |:").
-_DOUBLE_BAR_REPEAT = re.compile(r"\|\|:")
+_DOUBLE_BAR_REPEAT = re.compile(r"(?<!:)\|\|:")
 # abc2midi misreads the invisible bar line `[|]` (it repeats notes).
 _INVISIBLE_BAR = re.compile(r"\[\|\](?=([|:]?))")
 
