@@ -12,6 +12,7 @@ from abcmamba.abc import (
     AbcError,
     canonical_key,
     canonical_meter,
+    canonical_tempo,
     default_unit,
     normalize,
     parse_header,
@@ -120,6 +121,34 @@ def test_meter_and_default_unit():
     assert default_unit("none") == "1/8"
     with pytest.raises(ValueError):
         canonical_meter("FREI4/4")
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("1/4=120", "1/4=120"),
+        ('"Allegro" 1/4 = 120', '"Allegro" 1/4=120'),
+        ('1/4=120 "Allegro"', '"Allegro" 1/4=120'),
+        ("120", "120"),
+        ("1/4=ca. 80", "1/4=80"),  # music21 and abc2midi reject "ca."
+        ("1/2 1/4=100", "3/4=100"),  # abc2midi rejects several beats
+        ("Fast", '"Fast"'),  # music21 rejects a bare word
+        ("Allegro 1/4=120", '"Allegro" 1/4=120'),
+        ("1/4", ""),  # no tempo and no text
+    ],
+)
+def test_canonical_tempo(value, expected):
+    assert canonical_tempo(value) == expected
+
+
+def test_tune_with_an_unreadable_tempo_is_kept_with_its_tempo_repaired():
+    # real tunebooks write "Q:Fast" or "Q: Sweden"; the tune is not rejected
+    tune = "X:1\nT:t\nM:4/4\nL:1/8\nQ:Fast\nK:G\nGABc d4|\nQ:1/4\ndcBA G4|[Q:1/4=ca. 80]G8|]\n"
+    abc = normalize(tune).abc
+    assert 'Q:"Fast"' in abc and "Q:1/4\n" not in abc and "[Q:1/4=80]" in abc
+    # text alone in the body: abc2midi reads it as a malformed tempo
+    assert '"Slow"' not in normalize(tune.replace("Q:1/4", 'Q:"Slow"')).abc
+    music21.converter.parse(abc, format="abc")
 
 
 def test_normalized_header_order_and_cleanup():

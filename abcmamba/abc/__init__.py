@@ -8,6 +8,7 @@ from abcmamba.abc.header import (
     Header,
     canonical_key,
     canonical_meter,
+    canonical_tempo,
     default_unit,
     parse_header,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "NormalizedTune",
     "canonical_key",
     "canonical_meter",
+    "canonical_tempo",
     "default_unit",
     "normalize",
     "parse_header",

@@ -168,6 +168,38 @@ def canonical_meter(value: str) -> str:
     return text
 
 
+_TEMPO_TEXT = re.compile(r'"([^"]*)"')
+_TEMPO_BEATS = re.compile(r"((?:\d+/\d+\s*)+)=\s*(?:ca\.?\s*)?(\d+)")
+_TEMPO_OLD = re.compile(r"^(C\d*\s*=\s*)?(\d+)$")
+
+
+def canonical_tempo(value: str) -> str:
+    """Canonical spelling of a `Q:` value that music21 and abc2midi both read:
+    ``"Allegro" 1/4=120``, ``"Allegro"``, ``3/8=100``, or the old ``120``.
+
+    What they cannot read is repaired where it says a tempo (``1/4=ca. 80``,
+    ``1/2 1/4=100`` as ``3/4=100``), a bare word is kept as text
+    (``Fast`` as ``"Fast"``), and '' is returned when nothing is left
+    (``1/4``).
+    """
+    value = value.split("%", 1)[0].strip()
+    texts = _TEMPO_TEXT.findall(value)
+    rest = _TEMPO_TEXT.sub(" ", value).strip()
+    tempo = ""
+    beats = _TEMPO_BEATS.search(rest)
+    if beats:
+        total = sum(Fraction(b) for b in beats.group(1).split())
+        tempo = f"{total.numerator}/{total.denominator}={beats.group(2)}"
+        rest = (rest[: beats.start()] + rest[beats.end() :]).strip()
+    elif _TEMPO_OLD.match(rest.replace(" ", "")):
+        tempo, rest = rest.replace(" ", ""), ""
+    text = " ".join(t.strip() for t in texts if t.strip())
+    if not text and re.search(r"[A-Za-z]", rest):
+        text = rest  # words where the quoted text belongs
+    parts = ([f'"{text}"'] if text else []) + ([tempo] if tempo else [])
+    return " ".join(parts)
+
+
 def meter_length(meter: str) -> Fraction | None:
     """Length of a bar in whole notes (C -> 1, 6/8 -> 3/4); None for free meter."""
     if meter == "none":

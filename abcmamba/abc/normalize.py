@@ -17,6 +17,7 @@ from abcmamba.abc.header import (
     HEADER_ORDER,
     canonical_key,
     canonical_meter,
+    canonical_tempo,
     default_unit,
     key_name,
     parse_header,
@@ -94,9 +95,9 @@ def normalize(tune: str) -> NormalizedTune:
                 voice.props = voice.props or props
                 current = vid
             elif letter in _MUSIC_FIELDS or letter == "P":
-                voices.setdefault(current, _Voice()).lines.append(
-                    _canonical_field(letter, value)
-                )
+                field = _canonical_field(letter, value)
+                if field:
+                    voices.setdefault(current, _Voice()).lines.append(field)
             elif letter == "U":
                 _add_user_symbol(symbols, value)
             continue
@@ -116,7 +117,7 @@ def normalize(tune: str) -> NormalizedTune:
         "R": header["R"],
         "M": meter,
         "L": unit.replace(" ", ""),
-        "Q": header.get("Q", ""),
+        "Q": canonical_tempo(header.get("Q", "")),
     }
     # V: and K: come last in HEADER_ORDER: they are written below
     head = ["X:1"] + [f"{f}:{values[f]}" for f in HEADER_ORDER if values.get(f)]
@@ -210,11 +211,17 @@ def _clef_from_props(props: str) -> str:
 
 
 def _canonical_field(letter: str, value: str) -> str:
+    """The field as an inline field; '' for a `Q:` without a tempo (abc2midi
+    reads text alone only in the header)."""
     try:
         if letter == "K":
             value = canonical_key(value)
         elif letter == "M":
             value = canonical_meter(value)
+        elif letter == "Q":
+            value = canonical_tempo(value)
+            if not value or value.endswith('"'):
+                return ""
     except ValueError as err:
         raise AbcError(str(err)) from None
     return f"[{letter}:{value}]"
@@ -253,7 +260,7 @@ def _add_music(
             current = vid
         elif tok.kind == "field" and _TEXT_INLINE.match(tok.text):
             continue
-        elif tok.kind == "field" and tok.text[1] in "KM":
+        elif tok.kind == "field" and tok.text[1] in "KMQ":
             pieces.append(_canonical_field(tok.text[1], tok.text[3:-1].strip()))
         elif tok.kind == "symbol" and tok.text in symbols:
             pieces.append(symbols[tok.text])
