@@ -1088,6 +1088,14 @@ def test_broken_rhythm_between_unequal_notes_is_not_played(tmp_path, caplog):
     agrees_with_abc2midi(abc)
 
 
+def test_no_break_space_is_a_space(tmp_path, caplog):
+    # tune archives exported from HTML put U+00A0 between notes
+    abc = tune("A2\u00a0B2 c4 |]")
+    assert pitches(abc, tmp_path) == [69, 71, 72]
+    assert "misplaced" not in caplog.text
+    agrees_with_abc2midi(abc)
+
+
 def test_what_abc2xml_cannot_read_is_named_in_a_warning(tmp_path, caplog):
     abc = tune("CDEF |", "M:2/4 3/4\nL:1/4\nK:C")
     midi_notes(abc, tmp_path)

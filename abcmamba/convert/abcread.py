@@ -58,8 +58,10 @@ def abc_to_musicxml_text(abc: str) -> str:
         written_long_broken_rhythm,
     )
 
-    # a tab before a comment ("V:M\t% Melody") crashes abc2xml's voice reader
-    abc = drop_text_fields(drop_text_blocks(abc.replace("\t", " ")))
+    # a tab before a comment ("V:M\t% Melody") crashes abc2xml's voice reader,
+    # and it reads a no-break space (tune archives' HTML) as a misplaced symbol
+    abc = _UNICODE_SPACE.sub(" ", abc.replace("\t", " "))
+    abc = drop_text_fields(drop_text_blocks(abc))
     abc = drop_ignored_lines(abc)
     abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
     abc = written_long_broken_rhythm(microtones_as_written_notes(abc))
@@ -99,6 +101,9 @@ def abc_to_musicxml_text(abc: str) -> str:
     if "<note" not in xml:
         raise ConversionError("tune has no notes")
     return xml
+
+
+_UNICODE_SPACE = re.compile("[\u00a0\u2000-\u200b\u202f\u3000]")
 
 
 # abc2xml messages that say music was skipped or changed: the tune's MIDI
