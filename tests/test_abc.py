@@ -151,6 +151,11 @@ def test_tune_with_an_unreadable_tempo_is_kept_with_its_tempo_repaired():
     music21.converter.parse(abc, format="abc")
 
 
+def test_no_break_spaces_are_normalized_to_spaces():
+    abc = normalize("X:1\nT:t\nM:4/4\nL:1/8\nK:G\nA2\u00a0B2 c4|]\n").abc
+    assert abc.endswith("K:G\nA2 B2 c4|]\n")
+
+
 def test_normalized_header_order_and_cleanup():
     kesh = normalize(wild_tunes()[0])
     lines = kesh.abc.split("\n")

@@ -130,6 +130,9 @@ def strip_comment(line: str) -> str:
     return line
 
 
+# No-break and other Unicode spaces (tune archives exported from HTML): spaces.
+UNICODE_SPACE = re.compile("[\u00a0\u2000-\u200b\u202f\u3000]")
+
 # Lines that annotate the music line above: lyrics, symbols, decorations.
 _LINE_ANNOTATION = re.compile(r"^[wsd+]:")
 
@@ -137,7 +140,7 @@ _LINE_ANNOTATION = re.compile(r"^[wsd+]:")
 def logical_lines(text: str) -> Iterator[str]:
     """Lines of a tune with comments and `%%` directives removed and `\\` joined."""
     pending = ""
-    for raw in text.split("\n"):
+    for raw in UNICODE_SPACE.sub(" ", text).split("\n"):
         if raw.startswith("%%"):
             continue
         line = strip_comment(raw).rstrip()

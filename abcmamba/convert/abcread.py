@@ -22,6 +22,7 @@ from xml.etree import ElementTree
 
 import music21
 
+from abcmamba.abc.text import UNICODE_SPACE
 from abcmamba.convert.scores import ConversionError
 from abcmamba.convert.ties import HOLD
 
@@ -60,7 +61,7 @@ def abc_to_musicxml_text(abc: str) -> str:
 
     # a tab before a comment ("V:M\t% Melody") crashes abc2xml's voice reader,
     # and it reads a no-break space (tune archives' HTML) as a misplaced symbol
-    abc = _UNICODE_SPACE.sub(" ", abc.replace("\t", " "))
+    abc = UNICODE_SPACE.sub(" ", abc.replace("\t", " "))
     abc = drop_text_fields(drop_text_blocks(abc))
     abc = drop_ignored_lines(abc)
     abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
@@ -101,9 +102,6 @@ def abc_to_musicxml_text(abc: str) -> str:
     if "<note" not in xml:
         raise ConversionError("tune has no notes")
     return xml
-
-
-_UNICODE_SPACE = re.compile("[\u00a0\u2000-\u200b\u202f\u3000]")
 
 
 # abc2xml messages that say music was skipped or changed: the tune's MIDI
