@@ -624,6 +624,15 @@ def test_double_bar_repeat_start_repeats_from_there(tmp_path):
     agrees_with_abc2midi(both)
 
 
+def test_broken_rhythm_after_a_staccato_note(tmp_path):
+    # ".c2<e2": the standard's broken rhythm and staccato on c; abc2midi
+    # ignores the "<" there, so the reference writes the lengths out
+    abc = tune(".c2<e2 z4 |")
+    assert midi_notes(abc, tmp_path) == [(0.0, 72, 0.25), (0.5, 76, 1.5)]
+    assert reference_abc(abc).splitlines()[-1] == ".c1 e3 z4 |"
+    agrees_with_abc2midi(abc)
+
+
 def test_chord_lengths_inside_and_out_multiply(tmp_path):
     # ABC 2.1: [C2E2G2]3 is [CEG]6; abc2midi ignores the inner length, so
     # the reference writes the product on every note

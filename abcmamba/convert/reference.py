@@ -30,7 +30,7 @@ from pathlib import Path
 
 import music21
 
-from abcmamba.convert.abctext import _length, _spelled
+from abcmamba.convert.abctext import _BROKEN, _length, _spelled, _written_broken
 from abcmamba.convert.render import PERCUSSION_CHANNEL
 
 # A note: (onset, MIDI pitch, duration); onset/duration in quarter notes.
@@ -60,6 +60,10 @@ _PERFORMANCE_DECORATIONS = re.compile(
 _BROKEN_STACCATO = re.compile(
     r"([<>]+)((?:\"[^\"\n]*\"|![^!\n]*!)*)\.((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/]*)"
 )
+# abc2midi plays no broken rhythm after a staccato note (`.c2<e2` as `.c2e2`);
+# the reference writes the lengths out (between equal notes: see
+# abctext.unequal_broken_rhythm_dropped for unequal ones).
+_STACCATO_THEN_BROKEN = re.compile(r"\." + _BROKEN.pattern)
 # abc2midi halves a staccato chord only when its length is written inside
 # the brackets (`.[CE]2` plays full length, `.[C2E2]` half).
 _STACCATO_CHORD = re.compile(r"\.\[([^\]\[:|\d/]*)\]([\d/]+)")
@@ -177,6 +181,7 @@ def reference_abc(abc: str) -> str:
         line = _PERFORMANCE_DECORATIONS.sub("", line)
         line = _strip_outside_quotes(line, performed)  # R: abc2midi's roll
         line = _STACCATO_BEFORE_DECORATION.sub(r"\1.", line)
+        line = _STACCATO_THEN_BROKEN.sub(_staccato_broken_written, line)
         line = _BROKEN_STACCATO.sub(r"\1\2[.\3]", line)
         line = _STACCATO_CHORD.sub(
             lambda m: ".[" + _CHORD_NOTE.sub(r"\g<1>" + m.group(2), m.group(1)) + "]",
@@ -187,6 +192,12 @@ def reference_abc(abc: str) -> str:
         line = _INVISIBLE_BAR.sub(lambda m: "" if m.group(1) else "|", line)
         body_lines.append(line)
     return "\n".join(body_lines) + "\n"
+
+
+def _staccato_broken_written(match: re.Match) -> str:
+    if _length(match.group(2)) != _length(match.group(6)):
+        return match.group(0)
+    return "." + _written_broken(match)
 
 
 def _lengths_multiplied(match: re.Match) -> str:
