@@ -1051,6 +1051,10 @@ def test_tied_unison_double_stop_holds_both_notes(tmp_path):
         (5.0, 69, 2.0),
     ]
     agrees_with_abc2midi(abc)
+    # a chord holding a pitch twice, tied and untied ([C-C] C: game exports)
+    abc = tune("[C-C]2 C2 z4 |")
+    assert midi_notes(abc, tmp_path) == [(0.0, 60, 1.0), (0.0, 60, 2.0)]
+    agrees_with_abc2midi(abc)
 
 
 def test_chord_tie_holds_only_the_notes_that_keep_their_pitch(tmp_path):

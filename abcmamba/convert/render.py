@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -135,13 +134,6 @@ def _notes_tied_by_pitch(score) -> None:
                     placed.append((offset, note, site))
                 site.remove(element)
         placed.sort(key=lambda item: item[0])
-        # abc2xml ties one note of a tied unison ([ee]2-[ee]2) into the other
-        # and leaves the second of the next chord untied
-        unisons = collections.Counter(
-            (round(offset, 6), note.pitch.midi, _voice_id(site))
-            for offset, note, site in placed
-            if not isinstance(note, music21.note.Unpitched)
-        )
         # pitch -> [note, where it ends, its voice] of notes tied onwards
         held: dict[int, list[list]] = {}
         for offset, note, site in placed:
@@ -150,8 +142,10 @@ def _notes_tied_by_pitch(score) -> None:
             tie, key, voice = note.tie, note.pitch.midi, _voice_id(site)
             note.tie = None
             ends_here = [h for h in held.get(key, []) if abs(h[1] - offset) < 1e-6]
-            unison = unisons[(round(offset, 6), key, voice)] > 1
-            if unison and ends_here and (tie is None or tie.type == "start"):
+            own = any(h[2] == voice for h in ends_here)
+            if own and (tie is None or tie.type == "start"):
+                # a tie abc2xml closed on a unison of the same chord ([ee]2-[ee]2,
+                # [C-C] C): the next note of the pitch in the voice ends it
                 tie = music21.tie.Tie("stop" if tie is None else "continue")
             if tie and tie.type != "start" and ends_here:
                 # its own voice's tie first (abc2xml may move a voice between bars)
