@@ -283,6 +283,15 @@ def test_repeat_without_start_sign_goes_back_to_previous_repeat(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_missing_repeat_start_is_placed_only_in_a_tune_of_one_voice(tmp_path):
+    # "C8 :| D8 | E8 :|": one voice repeats D E (abc2midi places the missing
+    # |: after the first :|); with two voices abc2midi places none
+    assert pitches(tune("C8 :| D8 | E8 :|"), tmp_path) == [60, 60, 62, 64, 62, 64]
+    two = tune("V:1\nC8 :| D8 | E8 :|\nV:2\nC,8 :| D,8 | E,8 :|")
+    assert [p for p in pitches(two, tmp_path) if p >= 60] == [60, 60, 62, 64]
+    agrees_with_abc2midi(two)
+
+
 def test_sloppy_repeats_play_like_abc2midi(tmp_path):
     # A part without |: after a second ending: abc2midi goes back to the tune
     # start once more and then skips both endings.

@@ -933,7 +933,7 @@ def _features(
     after the last `:|` or a `||`, `|]`, `[|` after it (the tune's start when
     there is no `:|` before), a `:|` only until the first ending of the tune;
     a second `|:` in a row is read as `::`.  Not in a tune played by header `P:` order
-    (insert_starts=False), where abc2midi does not.
+    (insert_starts=False) nor one of several voices, where abc2midi does not.
     """
     items: list[tuple[str, str, tuple[int, ...]]] = []
     expect_repeat = False
@@ -1169,6 +1169,10 @@ def _expand_voices(abc: str, insert_starts: bool = True) -> str:
     header, body = split_header(abc)
     order, heads, tokens = _voices(body)
     start = {line[0]: line[2:].strip() for line in header if line[:2] in KLM_FIELDS}
+    # abc2midi places missing |: only in a tune of one voice (store.c: fixreps
+    # runs when voicecount == 1)
+    played = [v for v in order if any(t.kind == "note" for t in tokens[v])]
+    insert_starts = insert_starts and len(played) <= 1
     out = list(header)
     for voice_id in order:
         if heads[voice_id]:
