@@ -514,15 +514,6 @@ def test_meter_without_denominator_counts_whole_notes(tmp_path):
     agrees_with_abc2midi(abc)
 
 
-def test_unit_length_before_the_first_voice_is_that_voices_own(tmp_path):
-    # a body field belongs to one voice: "L:1/4" after K: and before V:1
-    # sets V:1's unit; V:2 keeps the header's 1/8 (abc2xml gave it to both)
-    abc = tune("L:1/4\nV:1\nG2 A2 |\nV:2\nB,2 C2 D4 |", "M:4/4\nL:1/8\nK:G")
-    assert [n[2] for n in midi_notes(abc, tmp_path) if n[1] > 65] == [2.0, 2.0]
-    assert [n[2] for n in midi_notes(abc, tmp_path) if n[1] < 65] == [1.0, 1.0, 2.0]
-    agrees_with_abc2midi(abc)
-
-
 def test_midi_transpose_directive(tmp_path):
     abc = tune("C2 E2 G2 c2 | C8 |", "M:4/4\nL:1/8\n%%MIDI transpose -2\nK:C")
     assert pitches(abc, tmp_path) == [58, 62, 65, 70, 58]

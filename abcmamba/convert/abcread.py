@@ -55,7 +55,6 @@ def abc_to_musicxml_text(abc: str) -> str:
         short_transpose_dropped,
         spaced_key_accidentals,
         unbracketed_meters,
-        unit_length_of_first_voice,
         written_long_broken_rhythm,
     )
 
@@ -69,7 +68,6 @@ def abc_to_musicxml_text(abc: str) -> str:
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
     abc = bare_meters_in_whole_notes(keyless_as_c(explicit_keys_from_c(abc)))
     abc = header_transpose_in_voices(short_transpose_dropped(plain_key_modes(abc)))
-    abc = unit_length_of_first_voice(abc)
     abc = misplaced_ties(unbracketed_meters(apostrophe_staccato(closed_quotes(abc))))
     abc2xml.getInfo()  # drop messages left over from an earlier tune
     try:

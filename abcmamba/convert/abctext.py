@@ -507,38 +507,6 @@ _VOICE_FIELD = re.compile(r"^V:\s*([^\s%\]]+)|\[V:\s*([^\s%\]]+)")
 _TRANSPOSE_OPTION = re.compile(r"(\stranspose=)(-?\d+)")
 
 
-def unit_length_of_first_voice(abc: str) -> str:
-    """An ``L:`` between ``K:`` and the first ``V:`` sets the first voice's
-    unit only, as abc2midi reads it (a body field belongs to one voice);
-    abc2xml gave it to every voice.  It is moved into the first voice."""
-    header, body = split_header(abc)
-    prelude = 0
-    while prelude < len(body) and (
-        not body[prelude].strip() or _NOT_MUSIC.match(body[prelude])
-    ):
-        if body[prelude].startswith("V:"):
-            break
-        prelude += 1
-    units = [line for line in body[:prelude] if line.startswith("L:")]
-    ids = [
-        m.group(1) or m.group(2) for m in map(_VOICE_FIELD.match, header + body) if m
-    ]
-    if not units or not ids:
-        return abc
-    rest = body[prelude:]
-    for i, line in enumerate(rest):
-        match = _VOICE_FIELD.match(line)
-        if match and (match.group(1) or match.group(2)) == ids[0]:
-            if line.startswith("V:"):
-                rest[i + 1 : i + 1] = units
-            else:
-                end = line.index("]") + 1
-                rest[i] = line[:end] + f"[{units[-1]}]" + line[end:]
-            kept = [line for line in body[:prelude] if not line.startswith("L:")]
-            return "\n".join(header + kept + rest) + "\n"
-    return abc
-
-
 def header_transpose_in_voices(abc: str) -> str:
     """A header ``%%MIDI transpose`` written as ``transpose=`` on every voice.
 
