@@ -514,6 +514,16 @@ def test_meter_without_denominator_counts_whole_notes(tmp_path):
     agrees_with_abc2midi(abc)
 
 
+def test_unit_length_before_the_first_voice_holds_for_every_voice(tmp_path):
+    # "K:G / L:1/4 / V:1 ... V:2 ...": both voices count in quarter notes (their
+    # bars fit the meter so); abc2midi gives the L: to its voice 1 only, and
+    # the reference moves it into the header for abc2midi
+    abc = tune("L:1/4\nV:1\nG A B c |\nV:2\nB, C D E |", "M:4/4\nK:G")
+    assert {n[2] for n in midi_notes(abc, tmp_path)} == {1.0}
+    assert "L:1/4\nK:G" in reference_abc(abc)
+    agrees_with_abc2midi(abc)
+
+
 def test_midi_transpose_directive(tmp_path):
     abc = tune("C2 E2 G2 c2 | C8 |", "M:4/4\nL:1/8\n%%MIDI transpose -2\nK:C")
     assert pitches(abc, tmp_path) == [58, 62, 65, 70, 58]

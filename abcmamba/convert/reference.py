@@ -30,7 +30,13 @@ from pathlib import Path
 
 import music21
 
-from abcmamba.convert.abctext import _BROKEN, _length, _spelled, _written_broken
+from abcmamba.convert.abctext import (
+    _BROKEN,
+    _length,
+    _spelled,
+    _written_broken,
+    split_header,
+)
 from abcmamba.convert.render import PERCUSSION_CHANNEL
 
 # A note: (onset, MIDI pitch, duration); onset/duration in quarter notes.
@@ -90,6 +96,8 @@ _DOUBLE_BAR_REPEAT = re.compile(r"(?<!:)\|\|:")
 # abc2midi misreads the invisible bar line `[|]` (it repeats notes).
 _INVISIBLE_BAR = re.compile(r"\[\|\](?=([|:]?))")
 
+# Lines between K: and the music: field lines other than V:, comments, blanks.
+_PRELUDE_LINE = re.compile(r"^(?:[A-UW-Za-z]:|%|\s*$)")
 # A voice id in a V: line or an inline [V:] field.
 _VOICE_ID = re.compile(r"(^V:[ \t]*|\[V:[ \t]*)([^\s\]%]+)", re.M)
 
@@ -151,9 +159,28 @@ def _voice_labels(abc: str) -> str:
     return _VOICE_ID.sub(lambda m: m.group(1) + names[m.group(2)], abc)
 
 
+def _prelude_fields_in_header(abc: str) -> str:
+    """``M:``/``L:`` lines between ``K:`` and the first ``V:`` moved above ``K:``.
+
+    abc2midi gives them to its voice 1 only; the voices' bars show the writer
+    meant every voice (``K:G`` / ``L:1/4`` / ``V:1`` ... ``V:2`` in quarter
+    notes), which is how abc2xml and we read them.
+    """
+    header, body = split_header(abc)
+    prelude = 0
+    while prelude < len(body) and _PRELUDE_LINE.match(body[prelude]):
+        prelude += 1
+    moved = [line for line in body[:prelude] if line[:2] in ("M:", "L:")]
+    if not moved or not _VOICE_ID.search("\n".join(body[prelude:])):
+        return abc
+    kept = [line for line in body[:prelude] if line[:2] not in ("M:", "L:")]
+    lines = header[:-1] + moved + header[-1:] + kept + body[prelude:]
+    return "\n".join(lines) + "\n"
+
+
 def reference_abc(abc: str) -> str:
     """The tune with performance-only decorations removed, for abc2midi."""
-    abc = _voice_labels(abc)
+    abc = _prelude_fields_in_header(_voice_labels(abc))
     # letters the tune defines as rolls, trills, ... (U:W = !trill!)
     performed = "~TR" + "".join(
         letter
