@@ -151,6 +151,15 @@ def test_tune_with_an_unreadable_tempo_is_kept_with_its_tempo_repaired():
     music21.converter.parse(abc, format="abc")
 
 
+def test_fields_between_key_and_music_hold_for_every_voice():
+    # "K:G / M:3/4 / L:1/4 / C:... / V:1 ... V:2": a common header order
+    tune = "X:1\nT:t\nK:G\nM:3/4\nL:1/4\nC:Someone\nV:1\nGAB|c3|\nV:2\nB,CD|E3|\n"
+    normalized = normalize(tune)
+    assert (normalized.meter, normalized.unit_note_length) == ("3/4", "1/4")
+    assert normalized.composer == "Someone"
+    assert "[L:" not in normalized.abc and normalized.n_voices == 2
+
+
 def test_no_break_spaces_are_normalized_to_spaces():
     abc = normalize("X:1\nT:t\nM:4/4\nL:1/8\nK:G\nA2\u00a0B2 c4|]\n").abc
     assert abc.endswith("K:G\nA2 B2 c4|]\n")

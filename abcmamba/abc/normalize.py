@@ -28,6 +28,8 @@ from abcmamba.abc.text import FIELD_LINE, Token, logical_lines, tokenize_music
 MUSIC_KINDS = frozenset({"note", "rest", "chord", "measure_rest"})
 # Body field lines that change the music and so become part of a voice.
 _MUSIC_FIELDS = "KMLQ"
+# Fields of the header that may follow K: before the music starts.
+_PRELUDE_FIELDS = "MLQCRNZOSHBDFGA"
 # Inline fields that carry only text or layout.
 _TEXT_INLINE = re.compile(r"^\[[IrTNwWHSOZDBFGRsm+]:")
 _VOICE_PROPS = ("clef", "octave", "transpose", "middle", "stafflines", "t", "m")
@@ -73,7 +75,17 @@ def normalize(tune: str) -> NormalizedTune:
     k_at = next((i for i, ln in enumerate(lines) if ln.startswith("K:")), None)
     if k_at is None:
         raise AbcError("no K: field")
-    header = _header_values(parse_header("\n".join(lines[: k_at + 1])).fields)
+    # fields between K: and the music (K:G / M:4/4 / L:1/4 / V:1 ...) hold for
+    # the whole tune, as abc2xml and the voices' bars read them
+    prelude = k_at + 1
+    while prelude < len(lines) and (m := FIELD_LINE.match(lines[prelude])):
+        if m.group(1) not in _PRELUDE_FIELDS or m.group(2).startswith(("|", ":")):
+            break
+        prelude += 1
+    fields = parse_header("\n".join(lines[: k_at + 1])).fields + tuple(
+        (ln[0], ln[2:].strip()) for ln in lines[k_at + 1 : prelude]
+    )
+    header = _header_values(fields)
     try:
         key = canonical_key(header["K"])
         meter = canonical_meter(header["M"]) if "M" in header else ""
@@ -85,7 +97,7 @@ def normalize(tune: str) -> NormalizedTune:
     symbols = header["U"]
     voices: dict[str, _Voice] = {vid: _Voice(props) for vid, props in header["V"]}
     current = next(iter(voices), "1")
-    for line in lines[k_at + 1 :]:
+    for line in lines[prelude:]:
         m = FIELD_LINE.match(line)
         if m and not m.group(2).startswith(("|", ":")):
             letter, value = m.group(1), m.group(2).strip()
