@@ -168,6 +168,30 @@ def canonical_meter(value: str) -> str:
     return text
 
 
+# The tempo words abc2midi reads in a Q: without a number (store.c, temponame).
+TEMPO_WORDS = frozenset(
+    [
+        "larghissimo",
+        "adagissimo",
+        "lentissimo",
+        "largo",
+        "adagio",
+        "lento",
+        "larghetto",
+        "adagietto",
+        "andante",
+        "andantino",
+        "moderato",
+        "allegretto",
+        "allegro",
+        "vivace",
+        "vivo",
+        "presto",
+        "allegrissimo",
+        "vivacissimo",
+        "prestissimo",
+    ]
+)
 _TEMPO_TEXT = re.compile(r'"([^"]*)"')
 _TEMPO_BEATS = re.compile(r"((?:\d+/\d+\s*)+)=\s*(?:ca\.?\s*)?(\d+)")
 _TEMPO_OLD = re.compile(r"^(C\d*\s*=\s*)?(\d+)$")
@@ -196,6 +220,8 @@ def canonical_tempo(value: str) -> str:
     text = " ".join(t.strip() for t in texts if t.strip())
     if not text and re.search(r"[A-Za-z]", rest):
         text = rest  # words where the quoted text belongs
+    if not tempo and text.lower() not in TEMPO_WORDS:
+        return ""  # text alone: abc2midi reads only its tempo words
     parts = ([f'"{text}"'] if text else []) + ([tempo] if tempo else [])
     return " ".join(parts)
 

@@ -223,8 +223,7 @@ def _clef_from_props(props: str) -> str:
 
 
 def _canonical_field(letter: str, value: str) -> str:
-    """The field as an inline field; '' for a `Q:` without a tempo (abc2midi
-    reads text alone only in the header)."""
+    """The field as an inline field; '' for a `Q:` without a tempo."""
     try:
         if letter == "K":
             value = canonical_key(value)
@@ -232,7 +231,7 @@ def _canonical_field(letter: str, value: str) -> str:
             value = canonical_meter(value)
         elif letter == "Q":
             value = canonical_tempo(value)
-            if not value or value.endswith('"'):
+            if not value:
                 return ""
     except ValueError as err:
         raise AbcError(str(err)) from None
