@@ -9,18 +9,22 @@ implementation; this module settles the differences in the text itself:
 - repeats, first/second endings and the header's ``P:`` part order are played
   out for MIDI by abc2midi's own rules, sloppy repeats included;
 - a missing ``L:`` defaults from the meter (abc2xml always takes 1/8);
-- free-text header fields and ``%%begintext`` blocks, which abc2xml can
-  misread as music, are dropped;
+- free-text header fields, ``%%begintext`` blocks, ``r:``/``s:``/``d:``/``m:``
+  lines and ``+:`` continuing a text field, which abc2xml can misread as
+  music, are dropped;
 - tuplets ``(p:q:r`` are written in full (abc2xml drops ``(3::2``), and
   broken rhythms of three or more signs as plain lengths;
 - a percussion clef sounds its written notes unless the tune uses the drum
   channel;
 - a grace group right after ``>``/``<`` is dropped (abc2xml loses the rhythm);
-- a tie written after a slur's end (``c6)-``) ties the note, as abc2midi
-  reads it (abc2xml drops it);
+- a tie written after a slur's end (``c6)-``) or a bar line (``G3|-G2``)
+  ties the note, as abc2midi reads it (abc2xml drops it); a tie to another
+  accidental is no tie within the bar, holds the first pitch across it, and
+  from a chord holds only the notes that keep their pitch;
 - ``K:HP``/``K:Hp`` bagpipe keys sound with F and C sharp, a key's explicit
-  accidentals are spaced apart (``K:C^f^c``), and the aeolian and ionian
-  modes are written as minor and major;
+  accidentals are spaced apart (``K:C^f^c``), the aeolian and ionian
+  modes are written as minor and major, ``K:none`` and ``K:D exp ...`` as
+  keys from C, ``M:2`` as 2/1, and ``t=`` (abc2xml's transpose) is dropped;
 - ``%%MIDI transpose`` holds from where it is written (render plays it); one
   in the header of a tune with voices transposes every voice, on top of a
   voice's own ``transpose=``.
