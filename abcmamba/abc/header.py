@@ -202,9 +202,9 @@ def canonical_tempo(value: str) -> str:
     ``"Allegro" 1/4=120``, ``"Allegro"``, ``3/8=100``, or the old ``120``.
 
     What they cannot read is repaired where it says a tempo (``1/4=ca. 80``,
-    ``1/2 1/4=100`` as ``3/4=100``), a bare word is kept as text
-    (``Fast`` as ``"Fast"``), and '' is returned when nothing is left
-    (``1/4``).
+    ``1/2 1/4=100`` as ``3/4=100``; bare words before it become its text),
+    a tempo word alone is quoted (``Allegro`` as ``"Allegro"``), and '' is
+    returned when no tempo is left (``1/4``, ``Fast``, ``Sweden``).
     """
     value = value.split("%", 1)[0].strip()
     texts = _TEMPO_TEXT.findall(value)

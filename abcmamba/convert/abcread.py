@@ -44,11 +44,10 @@ def abc_to_musicxml_text(abc: str) -> str:
         drop_ignored_lines,
         drop_text_blocks,
         drop_text_fields,
-        explicit_keys_from_c,
         explicit_unit_length,
         full_tuplet_specs,
         header_transpose_in_voices,
-        keyless_as_c,
+        keys_from_c,
         microtones_as_written_notes,
         misplaced_ties,
         plain_key_modes,
@@ -66,7 +65,7 @@ def abc_to_musicxml_text(abc: str) -> str:
     abc = full_tuplet_specs(drop_grace_after_broken_rhythm(abc))
     abc = written_long_broken_rhythm(microtones_as_written_notes(abc))
     abc = spaced_key_accidentals(bagpipe_keys(explicit_unit_length(abc)))
-    abc = bare_meters_in_whole_notes(keyless_as_c(explicit_keys_from_c(abc)))
+    abc = bare_meters_in_whole_notes(keys_from_c(abc))
     abc = header_transpose_in_voices(short_transpose_dropped(plain_key_modes(abc)))
     abc = misplaced_ties(unbracketed_meters(apostrophe_staccato(closed_quotes(abc))))
     abc2xml.getInfo()  # drop messages left over from an earlier tune

@@ -466,22 +466,17 @@ def bagpipe_keys(abc: str) -> str:
     return _PIPES_KEY.sub(r"\1Amix", abc)
 
 
-_EXPLICIT_KEY = re.compile(r"(^K:\s*|\[K:\s*)[A-G][#b]?[A-Za-z]*\s+exp\b", re.M)
+# K:none (no signature) and K:D exp _b ^f (only the accidentals written)
+_KEY_FROM_C = re.compile(
+    r"(^K:\s*|\[K:\s*)(?:none(?=[\s\]%]|$)|[A-G][#b]?[A-Za-z]*\s+exp\b)", re.M
+)
 
 
-def explicit_keys_from_c(abc: str) -> str:
-    """``K:D exp _b ^f`` as ``K:C _b ^f``: with ``exp`` the signature is
-    only the accidentals written; abc2xml ignores the word and keeps D's."""
-    return _EXPLICIT_KEY.sub(r"\1C", abc)
-
-
-_NO_KEY = re.compile(r"(^K:\s*|\[K:\s*)none(?=[\s\]%]|$)", re.M)
-
-
-def keyless_as_c(abc: str) -> str:
-    """``K:none`` as ``K:C``: abc2xml keeps the previous key's signature for a
-    ``K:none`` in the body, abc2midi plays no accidentals."""
-    return _NO_KEY.sub(r"\1C", abc)
+def keys_from_c(abc: str) -> str:
+    """``K:none`` as ``K:C`` and ``K:D exp _b ^f`` as ``K:C _b ^f``: abc2xml
+    keeps the previous key's signature for a ``K:none`` in the body and
+    ignores ``exp`` (keeping D's); abc2midi plays only what is written."""
+    return _KEY_FROM_C.sub(r"\1C", abc)
 
 
 _SYNONYM_MODE = re.compile(
@@ -695,6 +690,7 @@ def key_accidentals(value: str) -> dict[str, str]:
     return accidentals
 
 
+_LENGTH_TEXT = re.compile(r"[\d/]+")
 _NO_PROPAGATION = re.compile(
     r"^%%(?:MIDI\s+nobarlines|propagate-accidentals\s+not)\b", re.M
 )
@@ -735,7 +731,7 @@ def propagate_accidentals(abc: str) -> str:
                 ties.bracket(chord)
             elif token.text == "-":
                 ties.tie()
-            elif re.fullmatch(r"[\d/]+", token.text):
+            elif _LENGTH_TEXT.fullmatch(token.text):
                 ties.length()
             elif token.kind == "note":
                 match = _TOKEN.match(token.text)

@@ -79,7 +79,7 @@ _CHORD_NOTE = re.compile(r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*)")
 _LENGTHS_INSIDE_AND_OUT = re.compile(
     r"\[((?:(?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*[\d/]*-?)+)\]([\d/]+)"
 )
-_LENGTHENED_NOTE = re.compile(r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*)([\d/]*)")
+_LENGTHENED_NOTE = re.compile(_CHORD_NOTE.pattern + r"([\d/]*)")
 # abc2midi drops a staccato dot followed by a chord symbol or another
 # decoration (`."G"A`, `.!accent!A`); next to the note it keeps it.
 _STACCATO_BEFORE_DECORATION = re.compile(
