@@ -34,6 +34,9 @@ import sys
 import time
 from pathlib import Path
 
+import abcmamba  # noqa: F401  before torch: it shortens libgomp's spin (see there)
+
+# isort: split
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed

@@ -1,6 +1,8 @@
 """abcmamba: Mamba state-space language models for music in ABC notation."""
 
+import os
 import re
+import sys
 
 from abcmamba._import_hook import install_when_imported
 
@@ -24,6 +26,27 @@ def is_hub_id(name: str) -> bool:
     """True when ``name`` is spelled like a Hugging Face Hub repo id (OWNER/NAME)."""
     return bool(_HUB_ID.fullmatch(name))
 
+
+#: libgomp's spin before its threads sleep, set when abcmamba loads before torch.
+OMP_SPIN = "10000"
+
+
+def _shorten_omp_spin() -> None:
+    """Let torch's OpenMP threads sleep soon after each op, unless the user chose.
+
+    libgomp's threads spin 300,000 rounds (several ms on our CPUs) after every
+    parallel op. The numba scan kernels run between torch's GEMMs on their own
+    threads, which then share the cores with spinning ones: Mamba training on
+    2 cores was ~20-30% slower (benchmarks/RESULTS.md). libgomp reads the
+    setting once, when torch loads it, so this only works before ``import torch``.
+    """
+    if "torch" in sys.modules:
+        return
+    if "OMP_WAIT_POLICY" not in os.environ:  # the user's policy wins
+        os.environ.setdefault("GOMP_SPINCOUNT", OMP_SPIN)
+
+
+_shorten_omp_spin()
 
 # model.generate / pipeline on a CPU get the fused Mamba decode step
 install_when_imported()

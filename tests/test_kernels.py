@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ from safetensors.torch import load_file  # noqa: E402
 from transformers import MambaConfig, MambaForCausalLM  # noqa: E402
 
 import abcmamba.kernels as kernels  # noqa: E402
-from abcmamba import modeling  # noqa: E402
+from abcmamba import OMP_SPIN, modeling  # noqa: E402
 from abcmamba.compat import cache_kwargs, output_cache  # noqa: E402
 from abcmamba.kernels import functions  # noqa: E402
 
@@ -66,6 +67,30 @@ def test_import_compiles_nothing():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "first, env, wanted",
+    [
+        ("abcmamba", {}, OMP_SPIN),
+        ("abcmamba", {"GOMP_SPINCOUNT": "5"}, "5"),
+        ("abcmamba", {"OMP_WAIT_POLICY": "ACTIVE"}, "None"),
+        ("torch", {}, "None"),  # too late: libgomp has read its settings
+    ],
+)
+def test_import_before_torch_shortens_omp_spin(first, env, wanted):
+    """`import abcmamba` before torch sets libgomp's spin, never over the user's choice."""
+    code = f"import os, {first}, abcmamba; print(os.environ.get('GOMP_SPINCOUNT'))"
+    mine = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+    base = {k: v for k, v in os.environ.items() if k not in mine}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=base | env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == wanted
 
 
 def test_forward_and_all_grads_match_stock():
