@@ -1,7 +1,8 @@
 """Prefill and per-token decode speed: Mamba (stock and fused step) vs the Llama baseline.
 
     python benchmarks/generate_speed.py [--preset small] [--contexts 256,2048,8192]
-        [--batch-sizes 1,16] [--threads 1] [--results benchmarks/RESULTS.md]
+        [--batch-sizes 1,16] [--threads 1] [--grammar data/corpus/tokenizer]
+        [--results benchmarks/RESULTS.md]
 
 For each context length L the model reads L real tokens (prefill, timed), then
 decodes one token at a time with its cache (timed per step, median of
@@ -10,6 +11,10 @@ along the batch (the cost of a step depends on the cache's shape, not its
 content); batch > 1 prefill is timed only up to ``--max-prefill-tokens`` tokens.
 Weights are random: speed does not depend on them.  The cache check: Mamba's
 decode time must not grow with L (recurrent state), while Llama's does (KV cache).
+With ``--grammar TOKENIZER`` plain ``generate`` is timed a second time with the
+ABC grammar (:class:`AbcLogitsProcessor`, a full mask every step) on a context
+of real ABC: one tune's header and its bars repeated up to L tokens, in that
+tokenizer's vocabulary (the models then get its size).
 """
 
 from __future__ import annotations
@@ -34,16 +39,24 @@ clock = time.thread_time
 logger = logging.getLogger("generate_speed")
 SECTION = "## Generation speed (benchmarks/generate_speed.py)"
 VOCAB = 4096
+# A real tune (music21's bundled folk corpus) whose bars fill the grammar's context.
+TUNE_HEADER = "X:1\nM:6/8\nL:1/8\nQ:3/8=104\nK:C\n"
+TUNE_BODY = (
+    "c'2g edc |f2 d BAG |c>fe d>gf |e>dc B>AG|\n"
+    "c'2g edc |f2 d B>AG|A>Bc G>AB |c3   z2z:|\n"
+    "c2 G d2 G|e2 c BAG |gab  c'>ba|g<ec d<BG|\n"
+    "c>ec d<fd|e<fe f<gf|e>dc G>AB |c3   z2z:|\n"
+)
 
 
-def build(arch: str, preset: str, max_len: int):
+def build(arch: str, preset: str, max_len: int, vocab: int = VOCAB):
     """A random-weight model of ``arch`` at ``preset``, with the fastest CPU prefill."""
     from transformers import LlamaForCausalLM, MambaForCausalLM
 
     from abcmamba.modeling import build_config, configure_scan_path
 
     torch.manual_seed(0)
-    config = build_config(arch, preset, VOCAB)
+    config = build_config(arch, preset, vocab)
     if arch == "llama":
         config.max_position_embeddings = max(config.max_position_embeddings, max_len)
         return LlamaForCausalLM(config).eval(), "attention (sdpa)"
@@ -87,7 +100,7 @@ def measure(
     path; their steps are interleaved so load changes on the machine hit all alike.
     """
     gen = torch.Generator().manual_seed(context)
-    ids = torch.randint(3, VOCAB, (1, context), generator=gen)
+    ids = torch.randint(3, model.config.vocab_size, (1, context), generator=gen)
     rows: dict[str, list] = {name: [] for name in variants}
     # prefill in wall time: the numba scan runs on its own worker threads
     start = time.perf_counter()
@@ -100,7 +113,7 @@ def measure(
             forward(model, ids.expand(batch, -1).contiguous(), None)
             prefill = time.perf_counter() - start
         caches = {name: repeat_cache(base, batch) for name in variants}
-        token = torch.randint(3, VOCAB, (batch, 1), generator=gen)
+        token = torch.randint(3, model.config.vocab_size, (batch, 1), generator=gen)
         times: dict[str, list] = {name: [] for name in variants}
         walls: dict[str, list] = {name: [] for name in variants}
         for _ in range(steps + 2):  # two warm-up steps
@@ -132,21 +145,44 @@ def measure(
     return rows
 
 
+def tune_context(tokenizer, context: int) -> torch.Tensor:
+    """(1, <= context) ids of TUNE_HEADER and TUNE_BODY repeated, cut at a line end."""
+    text, ids = TUNE_HEADER, None
+    while True:
+        longer = tokenizer(text + TUNE_BODY, return_tensors="pt").input_ids
+        if longer.shape[1] > context:
+            return ids if ids is not None else longer[:, :context]
+        text, ids = text + TUNE_BODY, longer
+
+
 @torch.no_grad()
-def measure_generate(model, variants: dict, context: int, new_tokens: int) -> dict:
+def measure_generate(
+    model, variants: dict, context: int, new_tokens: int, tokenizer=None
+) -> dict:
     """Per-token decode time of plain ``model.generate`` (sampling) at batch 1.
 
     generate(N + 1 new tokens) minus generate(1), over N: the prefill and
     generate's set-up cancel out, what is left is the cached loop a user runs
     (logits processors, sampling, stopping checks included). Best of 3.
+    With ``tokenizer``, on a real tune's context and with a fresh ABC grammar
+    per call (its budget beyond N, so it never has to end the tune early).
     """
-    gen = torch.Generator().manual_seed(context)
-    ids = torch.randint(3, VOCAB, (1, context), generator=gen)
+    from abcmamba.generate import AbcLogitsProcessor
+
+    if tokenizer is None:
+        gen = torch.Generator().manual_seed(context)
+        ids = torch.randint(3, model.config.vocab_size, (1, context), generator=gen)
+    else:
+        ids = tune_context(tokenizer, context)
     settings = dict(do_sample=True, top_k=0, top_p=0.95, pad_token_id=0)
 
     def timed(n):
+        extra = {}
+        if tokenizer is not None:
+            grammar = AbcLogitsProcessor(tokenizer, max_new_tokens=n + 64)
+            extra["logits_processor"] = [grammar]
         start, wall = clock(), time.perf_counter()
-        model.generate(ids, max_new_tokens=n, min_new_tokens=n, **settings)
+        model.generate(ids, max_new_tokens=n, min_new_tokens=n, **settings, **extra)
         return clock() - start, time.perf_counter() - wall
 
     rows = {}
@@ -157,7 +193,11 @@ def measure_generate(model, variants: dict, context: int, new_tokens: int) -> di
         many = [timed(new_tokens + 1) for _ in range(3)]
         cpu = (min(m[0] for m in many) - min(o[0] for o in one)) / new_tokens
         wall = (min(m[1] for m in many) - min(o[1] for o in one)) / new_tokens
-        rows[name] = {"context": context, "ms": cpu * 1e3, "wall_ms": wall * 1e3}
+        rows[name] = {
+            "context": ids.shape[1],
+            "ms": cpu * 1e3,
+            "wall_ms": wall * 1e3,
+        }
         logger.info("generate %s %s", name, rows[name])
     return rows
 
@@ -255,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         default=64,
         help="new tokens per plain model.generate timing at batch 1 (0: skip)",
     )
+    p.add_argument(
+        "--grammar",
+        metavar="TOKENIZER",
+        help="also time plain generate with the ABC grammar, in this tokenizer",
+    )
     p.add_argument("--results", type=Path, default=Path(__file__).parent / "RESULTS.md")
     p.add_argument("--json", type=Path, help="also write the raw numbers here")
     args = p.parse_args(argv)
@@ -264,10 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
     from abcmamba.kernels.decode import set_enabled
 
+    tokenizer, vocab = None, VOCAB
+    if args.grammar:
+        from abcmamba.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(args.grammar)
+        vocab = len(tokenizer)
     results, params, scans = {}, {}, {}
     generated: dict[int, dict] = {c: {} for c in contexts}
+    with_grammar: dict[int, dict] = {c: {} for c in contexts}
     for arch in args.archs.split(","):
-        model, scan = build(arch, args.preset, max(contexts) + args.decode_steps + 8)
+        longest = max(contexts) + max(args.decode_steps, args.generate_tokens) + 8
+        model, scan = build(arch, args.preset, longest, vocab)
         if arch == "mamba":
             variants = {
                 "mamba": lambda _: set_enabled(True),
@@ -292,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.generate_tokens:
                 generated[c].update(
                     measure_generate(model, variants, c, args.generate_tokens)
+                )
+            if args.generate_tokens and tokenizer is not None:
+                with_grammar[c].update(
+                    measure_generate(
+                        model, variants, c, args.generate_tokens, tokenizer
+                    )
                 )
         del model
     md = table(results)
@@ -323,6 +382,15 @@ def main(argv: list[str] | None = None) -> int:
             + generate_table(list(generated.values()))
             + "\n\n"
             if args.generate_tokens
+            else ""
+        )
+        + (
+            "The same with the ABC grammar (`AbcLogitsProcessor`, a full mask every "
+            f"step), vocabulary of `{args.grammar}` ({vocab:,} tokens), the context a "
+            "real tune's bars repeated (context = its tokens):\n\n"
+            + generate_table(list(with_grammar.values()))
+            + "\n\n"
+            if args.generate_tokens and tokenizer is not None
             else ""
         )
         + "Cache check, minimum step times (1.00 = flat in context length):\n\n"
