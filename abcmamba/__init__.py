@@ -37,7 +37,7 @@ def _shorten_omp_spin() -> None:
     libgomp's threads spin 300,000 rounds (several ms on our CPUs) after every
     parallel op. The numba scan kernels run between torch's GEMMs on their own
     threads, which then share the cores with spinning ones: Mamba training on
-    2 cores was ~20-30% slower (benchmarks/RESULTS.md). libgomp reads the
+    2 cores was 6-18% slower (benchmarks/RESULTS.md). libgomp reads the
     setting once, when torch loads it, so this only works before ``import torch``.
     """
     if "torch" in sys.modules:
