@@ -639,6 +639,24 @@ def test_logits_processor_with_plain_generate(tokenizer):
         assert validate(abc) == [] and "\nM:3/4\n" in abc
 
 
+def test_masks_are_shared_by_constraints_with_the_same_request(tokenizer, monkeypatch):
+    """A second processor's masks come from the first's work; another request's do not."""
+    from abcmamba.generate import constrained
+
+    first = constrained.AbcConstraint(tokenizer, {"M": "6/8"})
+    state = first.start("X:1\nM:6/8\nL:1/8\nK:D\n")
+    mask = first.mask(state)
+    again = constrained.AbcConstraint(tokenizer, {"M": "6/8"})
+    assert again.mask(again.start("X:1\nM:6/8\nL:1/8\nK:D\n")) is mask
+    other = constrained.AbcConstraint(tokenizer, {"M": "3/4"})
+    assert other._masks is not first._masks
+    # the cache stays bounded: the oldest mask goes first
+    monkeypatch.setattr(constrained, "MASK_CACHE_SIZE", 1)
+    after_a = first.advance(state, int(mask.nonzero()[0]))
+    first.mask(after_a)
+    assert len(first._masks) == 1 and first.grammar.mask_key(state) not in first._masks
+
+
 def test_random_token_walks_never_dead_end(tokenizer):
     """Any allowed token keeps a valid ending reachable, whatever the scores say."""
     from abcmamba.abc import validate

@@ -14,13 +14,14 @@ shortest valid ending itself when the model's choices cannot.
 
 The work per step stays small because it is shared: the lexer runs each
 token's text once per lexer state, tokens with the same musical effect are
-grouped, and the mask of each (lexer, music) state is cached.
+grouped, and the mask of each (lexer, music) state is cached with the
+tokenizer, for every later processor with the same request.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 
 import torch
 from transformers import LogitsProcessor
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 STEER_CANDIDATES = 32  # model's best tokens checked per step near the budget's end
 STEER_MARGIN = 48  # characters of slack before the budget check starts
+MASK_CACHE_SIZE = 8192  # masks kept per tokenizer and request (32 MB at 4,096 tokens)
 
 
 class Vocabulary:
@@ -51,6 +53,7 @@ class Vocabulary:
             "" if i in special else tokenizer.decode([i]) for i in range(self.size)
         ]
         self._groups: dict[tuple, list] = {}
+        self._masks: dict[tuple, OrderedDict] = {}
         self.tokenizer = tokenizer
         # a character trie of the token texts: tokens sharing a prefix share its lexing
         self.trie: dict = {}
@@ -94,6 +97,15 @@ class Vocabulary:
             ]
         return self._groups[lexer]
 
+    def masks(self, request: dict[str, str]) -> OrderedDict:
+        """The masks computed so far under ``request``'s grammar, by mask key.
+
+        A mask depends only on the vocabulary, the request and the state's
+        mask key, so every constraint with the same request shares them: a
+        processor made for each ``generate`` call starts warm.
+        """
+        return self._masks.setdefault(tuple(sorted(request.items())), OrderedDict())
+
     def encode(self, text: str) -> list[int]:
         """Token ids for ``text`` (the tokenizer's own split)."""
         return self.tokenizer(text, add_special_tokens=False).input_ids
@@ -105,7 +117,7 @@ class AbcConstraint:
     def __init__(self, tokenizer, conditions: dict[str, str] | None = None):
         self.vocab = Vocabulary.get(tokenizer)
         self.grammar = TuneGrammar(conditions)
-        self._masks: dict[tuple, torch.Tensor] = {}
+        self._masks = self.vocab.masks(self.grammar.request)
         self._finish: dict[tuple, int] = {}
 
     def start(self, prompt: str) -> tuple:
@@ -144,6 +156,8 @@ class AbcConstraint:
             if self.vocab.eos is not None and self.grammar.accepts(state):
                 cached[self.vocab.eos] = True
             self._masks[key] = cached
+            while len(self._masks) > MASK_CACHE_SIZE:
+                self._masks.popitem(last=False)  # the oldest
         return cached
 
     def advance(self, state: tuple, token: int) -> tuple | None:
