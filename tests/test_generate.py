@@ -643,18 +643,20 @@ def test_masks_are_shared_by_constraints_with_the_same_request(tokenizer, monkey
     """A second processor's masks come from the first's work; another request's do not."""
     from abcmamba.generate import constrained
 
+    six_eight, three_four = "X:1\nM:6/8\nL:1/8\nK:D\n", "X:1\nM:3/4\nL:1/8\nK:D\n"
     first = constrained.AbcConstraint(tokenizer, {"M": "6/8"})
-    state = first.start("X:1\nM:6/8\nL:1/8\nK:D\n")
+    state = first.start(six_eight)
     mask = first.mask(state)
     again = constrained.AbcConstraint(tokenizer, {"M": "6/8"})
-    assert again.mask(again.start("X:1\nM:6/8\nL:1/8\nK:D\n")) is mask
+    assert again.mask(again.start(six_eight)) is mask
     other = constrained.AbcConstraint(tokenizer, {"M": "3/4"})
-    assert other._masks is not first._masks
-    # the cache stays bounded: the oldest mask goes first
+    assert other.mask(other.start(three_four)) is not mask
+    # the cache stays bounded, over all requests: the oldest mask goes first
     monkeypatch.setattr(constrained, "MASK_CACHE_SIZE", 1)
-    after_a = first.advance(state, int(mask.nonzero()[0]))
-    first.mask(after_a)
-    assert len(first._masks) == 1 and first.grammar.mask_key(state) not in first._masks
+    first.mask(first.advance(state, int(mask.nonzero()[0])))
+    assert len(first.vocab.masks) == 1
+    assert again.mask(state) is not mask  # computed anew, equal
+    assert torch.equal(again.mask(state), mask)
 
 
 def test_random_token_walks_never_dead_end(tokenizer):

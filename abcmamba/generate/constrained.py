@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 STEER_CANDIDATES = 32  # model's best tokens checked per step near the budget's end
 STEER_MARGIN = 48  # characters of slack before the budget check starts
-MASK_CACHE_SIZE = 8192  # masks kept per tokenizer and request (32 MB at 4,096 tokens)
+MASK_CACHE_SIZE = 8192  # masks kept per tokenizer, all requests (32 MB at 4,096 tokens)
 
 
 class Vocabulary:
@@ -53,7 +53,9 @@ class Vocabulary:
             "" if i in special else tokenizer.decode([i]) for i in range(self.size)
         ]
         self._groups: dict[tuple, list] = {}
-        self._masks: dict[tuple, OrderedDict] = {}
+        # masks by (request, mask key): a mask depends only on the vocabulary, the
+        # request and the state's mask key, so every constraint shares them
+        self.masks: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.tokenizer = tokenizer
         # a character trie of the token texts: tokens sharing a prefix share its lexing
         self.trie: dict = {}
@@ -97,15 +99,6 @@ class Vocabulary:
             ]
         return self._groups[lexer]
 
-    def masks(self, request: dict[str, str]) -> OrderedDict:
-        """The masks computed so far under ``request``'s grammar, by mask key.
-
-        A mask depends only on the vocabulary, the request and the state's
-        mask key, so every constraint with the same request shares them: a
-        processor made for each ``generate`` call starts warm.
-        """
-        return self._masks.setdefault(tuple(sorted(request.items())), OrderedDict())
-
     def encode(self, text: str) -> list[int]:
         """Token ids for ``text`` (the tokenizer's own split)."""
         return self.tokenizer(text, add_special_tokens=False).input_ids
@@ -117,7 +110,7 @@ class AbcConstraint:
     def __init__(self, tokenizer, conditions: dict[str, str] | None = None):
         self.vocab = Vocabulary.get(tokenizer)
         self.grammar = TuneGrammar(conditions)
-        self._masks = self.vocab.masks(self.grammar.request)
+        self._request = tuple(sorted(self.grammar.request.items()))
         self._finish: dict[tuple, int] = {}
 
     def start(self, prompt: str) -> tuple:
@@ -145,8 +138,9 @@ class AbcConstraint:
 
     def mask(self, state: tuple) -> torch.Tensor:
         """Boolean mask over the vocabulary of the tokens allowed after ``state``."""
-        key = self.grammar.mask_key(state)
-        cached = self._masks.get(key)
+        key = self._request, self.grammar.mask_key(state)
+        masks = self.vocab.masks  # shared: a processor per generate call starts warm
+        cached = masks.get(key)
         if cached is None:
             lexer, music = state
             cached = torch.zeros(self.vocab.size, dtype=torch.bool)
@@ -155,9 +149,9 @@ class AbcConstraint:
                     cached[ids] = True
             if self.vocab.eos is not None and self.grammar.accepts(state):
                 cached[self.vocab.eos] = True
-            self._masks[key] = cached
-            while len(self._masks) > MASK_CACHE_SIZE:
-                self._masks.popitem(last=False)  # the oldest
+            masks[key] = cached
+            while len(masks) > MASK_CACHE_SIZE:
+                masks.popitem(last=False)  # the oldest
         return cached
 
     def advance(self, state: tuple, token: int) -> tuple | None:
