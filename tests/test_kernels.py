@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -290,6 +291,28 @@ def test_softplus_kernel_matches_torch():
     apply(x.numpy(), out.numpy())
     ref = torch.nn.functional.softplus(x.double())
     assert ((out.double() - ref).abs() / ref).max().item() < 1e-6
+
+
+def test_base2_decay_is_within_an_ulp_of_exp():
+    """The scans' exp(Δ A) = 2^(Δ A log2 e) in float32 is off by under an ulp of 1.0."""
+    from numba import njit
+
+    from abcmamba.kernels._numba_scan import LOG2E, vexp2_neg
+
+    @njit(fastmath=True)
+    def apply(dl, a, out):
+        for i in range(dl.size):
+            out[i] = vexp2_neg(dl[i] * np.float32(a[i] * LOG2E))
+
+    rng = np.random.default_rng(0)
+    dl = rng.uniform(1e-4, 2.0, 200_000).astype(np.float32)
+    a = -rng.uniform(0.0, 20.0, 200_000).astype(np.float32)
+    dl[:1000], a[:1000] = 1.0, -1e4  # far below float32's range: ~0, no wrap-around
+    out = np.empty_like(dl)
+    apply(dl, a, out)
+    ref = np.exp(dl.astype(np.float64) * a.astype(np.float64))
+    assert np.abs(out - ref).max() < np.finfo(np.float32).eps
+    assert (out >= 0).all() and out[:1000].max() < 1e-37
 
 
 def test_chunk_boundaries_are_exact(monkeypatch):
