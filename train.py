@@ -65,6 +65,7 @@ from abcmamba.training.data import (
 from abcmamba.training.final import TrainedRun, finish, validation_bpc
 from abcmamba.training.model import build_optimizer, build_or_load_model
 from abcmamba.training.schedule import CosineSchedule, TimeBudget, plan_steps
+from abcmamba.training.threads import choose_cpu_threads
 from abcmamba.training.tracking import resolve_trackers, start_trackers
 
 # RUN_FILE and TrainConfig stay importable from train.py, where scripts looked first
@@ -104,6 +105,12 @@ def train(config: TrainConfig) -> dict:
     """Run one training job end to end; return the metrics written to abcmamba_run.json."""
     run_dir = run_folder(config)
     accelerator = make_accelerator(config, run_dir)
+    if accelerator.device.type == "cpu":
+        # torchrun names the processes on this machine; one machine otherwise
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+        threads, why = choose_cpu_threads(config.threads, local)
+        torch.set_num_threads(threads)  # the scan kernel follows torch's count
+        logger.info("CPU threads per process: %d (%s)", threads, why)
     prepare_run_folder(config, run_dir, accelerator)
     set_seed(config.seed)
 

@@ -31,6 +31,7 @@ from abcmamba.training.schedule import (
     plan_steps,
     short_run_warning,
 )
+from abcmamba.training.threads import LAUNCHER_MARK, choose_cpu_threads, usable_cores
 from abcmamba.training.tracking import resolve_trackers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,7 @@ FAST = [
     "--preset", "tiny", "--block-size", "32", "--batch-size", "4", "--lr", "1e-2",
     "--warmup-steps", "2", "--max-minutes", "0", "--eval-every", "0",
     "--final-eval-tunes", "6", "--report-to", "none", "--scan-path", "mambapy",
+    "--threads", "1",
 ]  # fmt: skip
 
 
@@ -451,6 +453,44 @@ def test_accelerate_launch_two_cpu_processes(corpus, saved_bpc, tmp_path):
     assert metrics["train_loss"] < metrics["first_train_loss"]
     # the two processes scored half the windows each and summed their bits
     assert metrics["val_bpc"] == pytest.approx(saved_bpc(run)["bpc"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "requested,processes,env,wanted",
+    [
+        (0, 1, {"OMP_NUM_THREADS": "1", LAUNCHER_MARK: "no"}, 8),  # launcher's default
+        (0, 2, {"OMP_NUM_THREADS": "1", LAUNCHER_MARK: "no"}, 4),  # shared by 2
+        (0, 1, {"OMP_NUM_THREADS": "1"}, 1),  # plain python: the user's choice
+        (0, 1, {"OMP_NUM_THREADS": "3", LAUNCHER_MARK: "no"}, 3),
+        (0, 1, {}, 8),
+        (0, 16, {}, 1),  # never 0
+        (2, 1, {"OMP_NUM_THREADS": "1", LAUNCHER_MARK: "no"}, 2),  # --threads wins
+        (0, 1, {"OMP_NUM_THREADS": "junk"}, 8),
+    ],
+)
+def test_cpu_threads(requested, processes, env, wanted):
+    threads, why = choose_cpu_threads(requested, processes, environ=env, cores=8)
+    assert threads == wanted and why
+
+
+def test_accelerate_launch_default_does_not_pin_training_to_one_thread(
+    corpus, tmp_path, monkeypatch, caplog
+):
+    """`accelerate launch train.py` hands the script OMP_NUM_THREADS=1: the run
+    still uses the usable cores (it trained at half speed on 2 cores)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv(LAUNCHER_MARK, "no")
+    args = FAST[: FAST.index("--threads")] + FAST[FAST.index("--threads") + 2 :]
+    args += ["--data", str(corpus), "--out", str(tmp_path / "t"), "--max-steps", "1"]
+    args += ["--n-samples", "0", "--save-every", "0", "--final-eval-tunes", "1"]
+    before = torch.get_num_threads()
+    try:
+        with caplog.at_level(logging.INFO, logger="train"):
+            assert train.main(args) == 0
+        assert torch.get_num_threads() == usable_cores()
+    finally:
+        torch.set_num_threads(before)
+    assert f"CPU threads per process: {usable_cores()}" in caplog.text
 
 
 def test_time_budget_stops_training(corpus, tmp_path):

@@ -168,7 +168,7 @@ def test_train_py_xlstm_saves_a_pipeline_model(corpus, saved_bpc, tmp_path):
         "--batch-size", "4", "--lr", "1e-2", "--warmup-steps", "2",
         "--max-minutes", "0", "--max-steps", "12", "--eval-every", "0",
         "--final-eval-tunes", "4", "--n-samples", "2", "--max-new-tokens", "48",
-        "--report-to", "none", "--save-every", "0",
+        "--report-to", "none", "--save-every", "0", "--threads", "1",
         "--data", str(corpus), "--out", str(run),
     ]  # fmt: skip
     assert train.main(args) == 0

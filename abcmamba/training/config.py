@@ -134,6 +134,12 @@ class TrainConfig:
             "help": "Mamba selective scan: auto, cuda (mamba-ssm), kernel (abcmamba CPU kernel), mambapy, sequential"
         },
     )
+    threads: int = field(
+        default=0,
+        metadata={
+            "help": "CPU threads per process for torch and the scan kernel (0 = the usable cores shared among this machine's processes, or OMP_NUM_THREADS if you set it; `accelerate launch` alone would pin a CPU run to 1)"
+        },
+    )
     save_every: int = field(
         default=200,
         metadata={"help": "checkpoint every N optimizer steps (0 = only at the end)"},
@@ -203,6 +209,8 @@ def parse_config(argv: list[str] | None, description: str | None = None) -> Trai
         )
     if config.block_size < 8 or config.batch_size < 1 or config.grad_accum < 1:
         raise UserError("--block-size must be >= 8, --batch-size and --grad-accum >= 1")
+    if config.threads < 0:
+        raise UserError("--threads must be >= 0 (0 = choose from the usable cores)")
     if config.max_minutes is None:
         # --max-steps alone means that many steps whatever the machine's speed
         config.max_minutes = 0.0 if config.max_steps > 0 else DEFAULT_MAX_MINUTES
