@@ -2,7 +2,7 @@
 
 `accelerate launch` without a config sets ``OMP_NUM_THREADS=1`` for the script
 it starts unless the user set it, so the README's `accelerate launch train.py`
-trained on one core of a CPU machine (1,970 tokens/s instead of ~3,400 on 2
+trained on one core of a CPU machine (1,971 tokens/s instead of 3,684 on 2
 cores, small preset). A CPU run therefore shares the cores this process may
 use among the processes on this machine, unless ``--threads`` or the user's
 own ``OMP_NUM_THREADS`` says otherwise.
