@@ -39,7 +39,12 @@ import abcmamba  # noqa: F401  before torch: it shortens libgomp's spin (see the
 # isort: split
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    DistributedType,
+    ProjectConfiguration,
+    set_seed,
+)
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
@@ -63,6 +68,7 @@ from abcmamba.training.data import (
     train_loader,
 )
 from abcmamba.training.final import TrainedRun, finish, validation_bpc
+from abcmamba.training.loss import fused_loss, fused_loss_matches, model_loss
 from abcmamba.training.model import build_optimizer, build_or_load_model
 from abcmamba.training.schedule import CosineSchedule, TimeBudget, plan_steps
 from abcmamba.training.threads import choose_cpu_threads
@@ -99,6 +105,37 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
         ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+
+
+def choose_loss(config: TrainConfig, accelerator: Accelerator, model, loader) -> bool:
+    """Whether the run uses abcmamba.training.loss.fused_loss (checked on two
+    training blocks against the model's own loss) or the model's own."""
+    if not config.fused_loss:
+        return False
+    if accelerator.distributed_type in (
+        DistributedType.FSDP,
+        DistributedType.DEEPSPEED,
+    ):
+        logger.info("loss: the model's own (the LM head's weight is sharded)")
+        return False
+    blocks = [loader.dataset[i] for i in range(min(2, len(loader.dataset)))]
+    batch = {
+        k: torch.stack([b[k] for b in blocks]).to(accelerator.device) for k in blocks[0]
+    }
+    inner = accelerator.unwrap_model(model)
+    ok, ref, got = fused_loss_matches(model, inner, batch, accelerator.autocast())
+    if not ok:
+        logger.warning(
+            "loss: the model's own; the chunked loss gave %.5f where %s gives %.5f",
+            got,
+            type(inner).__name__,
+            ref,
+        )
+        return False
+    logger.info(
+        "loss: chunked from the LM head's input (%.5f, the model's %.5f)", got, ref
+    )
+    return True
 
 
 def train(config: TrainConfig) -> dict:
@@ -142,6 +179,9 @@ def train(config: TrainConfig) -> dict:
         accelerator.num_processes,
     )
 
+    use_fused = choose_loss(config, accelerator, model, loader)
+    inner = accelerator.unwrap_model(model)
+
     state = start_state(config, accelerator, run_dir, plan.total)
     schedule.total = state["total_steps"]
     budget = TimeBudget.from_state(config, plan.epoch_steps, state)
@@ -176,7 +216,10 @@ def train(config: TrainConfig) -> dict:
                 # one by default and overwrites its initial state in place, which
                 # breaks backward (abcmamba/xlstm.py); Mamba skips it in training
                 # anyway and Llama's would only hold keys and values nobody reads
-                loss = model(**batch, use_cache=False).loss
+                if use_fused:
+                    loss = fused_loss(model, inner, batch, accelerator.autocast())
+                else:
+                    loss = model_loss(model, batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(

@@ -14,15 +14,21 @@ discards the step when other processes used more than ``--max-foreign-cores``
 of CPU meanwhile; a row with no clean step is reported as ``noisy`` with the
 foreign load it saw, never as a clean number.
 
-``--omp-spin`` sets libgomp's spin (``GOMP_SPINCOUNT``) per worker: by default
-the value ``import abcmamba`` gives train.py; 300000 is libgomp's own. Given
-several values, every architecture runs once with each, and "vs Llama" is
-against the fastest Llama row of the group.
+Settings, each with one or more values; every architecture runs once with each
+combination, and "vs Llama" is against the Llama row with the same settings:
+
+- ``--omp-spin``: libgomp's spin (``GOMP_SPINCOUNT``) per worker: by default
+  the value ``import abcmamba`` gives train.py; 300000 is libgomp's own.
+- ``--loss``: ``chunked`` (train.py's default, abcmamba.training.loss: no full
+  logits tensor) or ``model`` (the model's own, from full logits).
+- ``--precision``: ``fp32`` or ``bf16`` (CPU autocast, as ``train.py
+  --mixed-precision bf16``).
 
 MFU is the model's FLOP/s over the machine's: training FLOPs per token taken as
 6 x parameters plus, for attention, 12 x layers x sequence x hidden (the PaLM
 convention; Mamba's scan adds under 5% and is left out), against the best
-fp32 matmul rate torch reaches here with the same threads (measured first).
+matmul rate torch reaches here with the same threads in the row's precision
+(measured first).
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ MAX_STEPS = 12
 MAX_SECONDS = 150.0
 MAX_FOREIGN_CORES = 0.3
 VOCAB_SIZE = 4096
+
+LOSSES = ("chunked", "model")
+PRECISIONS = ("fp32", "bf16")
 
 #: libgomp's default spin rounds (GOMP_SPINCOUNT unset, OMP_WAIT_POLICY unset)
 STOCK_OMP_SPIN = 300_000
@@ -110,7 +119,10 @@ def _build(arch: str, preset: str, seq_len: int, args: argparse.Namespace):
 
 def serve(arch: str, preset: str, seq_len: int, args: argparse.Namespace) -> None:
     """Worker loop: build, warm up, then one timed step per "step" line on stdin."""
+    import torch
+
     from abcmamba.modeling import count_params
+    from abcmamba.training.loss import fused_loss, model_loss
 
     start = time.perf_counter()
     built = _build(arch, preset, seq_len, args)
@@ -118,10 +130,16 @@ def serve(arch: str, preset: str, seq_len: int, args: argparse.Namespace) -> Non
         print(json.dumps({"status": built}), flush=True)
         return
     model, opt, ids, scan = built
+    batch = {"input_ids": ids, "labels": ids}
+    bf16 = args.precision[0] == "bf16"
 
     def step() -> None:
-        # use_cache=False as in train.py: xLSTM's training cache breaks backward
-        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+        # as train.py: use_cache=False (xLSTM's training cache breaks backward)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if args.loss[0] == "model":
+                loss = model_loss(model, batch)
+            else:
+                loss = fused_loss(model, model, batch)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -157,10 +175,11 @@ def serve(arch: str, preset: str, seq_len: int, args: argparse.Namespace) -> Non
 class _Worker:
     """One architecture's worker process, stepped on request."""
 
-    def __init__(self, arch: str, preset: str, seq_len: int, spin: int, args) -> None:
+    def __init__(self, arch: str, preset: str, seq_len: int, setting, args) -> None:
+        spin, loss, precision = setting
         cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
         cmd += [arch, preset, str(seq_len), "--tokens-per-step"]
-        cmd += [str(args.tokens_per_step)]
+        cmd += [str(args.tokens_per_step), "--loss", loss, "--precision", precision]
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
@@ -172,7 +191,7 @@ class _Worker:
             env=dict(os.environ, PYTHONPATH=path, GOMP_SPINCOUNT=str(spin)),
         )
         self.seq_len = seq_len
-        self.spin = spin
+        self.setting = dict(omp_spin=spin, loss=loss, precision=precision)
         self.info = self._read()
         self.clean: list[float] = []
         self.noisy: list[float] = []
@@ -209,7 +228,7 @@ class _Worker:
             self.proc.stdin.flush()
             self.info.update(self._read())
         self.proc.wait()
-        row = dict(self.info, omp_spin=self.spin)
+        row = dict(self.info, **self.setting)
         times = self.clean or self.noisy
         if row.get("status") != "ready" or not times:
             row.setdefault("status", "failed: no step")
@@ -232,10 +251,16 @@ def run_group(
     archs: list[str], preset: str, seq_len: int, args: argparse.Namespace
 ) -> list[dict]:
     """Rows for every arch at one (preset, seq_len), their timed steps interleaved."""
-    workers = {
-        (arch, spin): _Worker(arch, preset, seq_len, spin, args)
-        for arch in archs
+    settings = [
+        (spin, loss, precision)
         for spin in args.omp_spin
+        for loss in args.loss
+        for precision in args.precision
+    ]
+    workers = {
+        (arch, setting): _Worker(arch, preset, seq_len, setting, args)
+        for arch in archs
+        for setting in settings
     }
     t_begin = time.perf_counter()
 
@@ -259,11 +284,12 @@ def run_group(
     return rows
 
 
-def peak_gflops(seconds: float = 2.0) -> float:
-    """The best fp32 matmul rate torch reaches on this machine (GFLOP/s)."""
+def peak_gflops(precision: str = "fp32", seconds: float = 2.0) -> float:
+    """The best matmul rate torch reaches on this machine (GFLOP/s)."""
     import torch
 
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
     best, end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < end:
         t0 = time.perf_counter()
@@ -290,30 +316,36 @@ def _skip_reason(
     return None
 
 
-def format_table(rows: list[dict], peak: float) -> str:
-    """Markdown table of all rows, with speed and memory against the fastest Llama row."""
-    head = (
-        "| model | scan path | libgomp spin | preset | params | seq | batch | tokens/s | vs Llama "
-        "| peak RSS (MB) | vs Llama | MFU | clean/noisy steps | other load (cores) | status |"
+def _group_key(r: dict) -> tuple:
+    return tuple(
+        r.get(k) for k in ("preset", "seq_len", "omp_spin", "loss", "precision")
     )
-    lines = [head, "|" + "---|" * 15]
-    llama: dict[tuple, dict] = {}
+
+
+def format_table(rows: list[dict], peaks: dict[str, float]) -> str:
+    """Markdown table of all rows, speed and memory against the Llama row with
+    the same settings, MFU against the matmul peak of the row's precision."""
+    head = (
+        "| model | scan path | libgomp spin | loss | precision | preset | params | seq "
+        "| batch | tokens/s | vs Llama | peak RSS (MB) | vs Llama | MFU "
+        "| clean/noisy steps | other load (cores) | status |"
+    )
+    lines = [head, "|" + "---|" * 17]
+    llama = {
+        _group_key(r): r for r in rows if r["arch"] == "llama" and "tokens_per_s" in r
+    }
     for r in rows:
-        key = (r["preset"], r["seq_len"])
-        if r["arch"] != "llama" or "tokens_per_s" not in r:
-            continue
-        if key not in llama or r["tokens_per_s"] > llama[key]["tokens_per_s"]:
-            llama[key] = r
-    for r in rows:
-        ref = llama.get((r["preset"], r["seq_len"]))
+        ref = llama.get(_group_key(r))
         speed = memory = mfu = ""
         if "tokens_per_s" in r:
+            peak = peaks[r["precision"]]
             mfu = f"{r['tokens_per_s'] * model_flops_per_token(r) / 1e9 / peak:.1%}"
             if ref and r is not ref:
                 speed = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}x"
                 memory = f"{r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x"
         lines.append(
             f"| {r['arch']} | {r.get('scan_path', '')} | {r.get('omp_spin', '')} "
+            f"| {r.get('loss', '')} | {r.get('precision', '')} "
             f"| {r['preset']} | {r.get('params', '')} "
             f"| {r['seq_len']} | {r.get('batch', '')} | {r.get('tokens_per_s', '')} | {speed} "
             f"| {r.get('peak_rss_mb', '')} | {memory} | {mfu} "
@@ -359,6 +391,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"GOMP_SPINCOUNT of the workers (default {OMP_SPIN}, what train.py "
         f"gets; libgomp's own is {STOCK_OMP_SPIN}); each value runs every arch",
     )
+    p.add_argument(
+        "--loss",
+        nargs="+",
+        choices=LOSSES,
+        default=["chunked"],
+        help="chunked: train.py's default loss (no full logits); model: the "
+        "model's own; each value runs every arch",
+    )
+    p.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["fp32"],
+        help="fp32, or bf16 CPU autocast (train.py --mixed-precision bf16); "
+        "each value runs every arch",
+    )
     p.add_argument("--json-out", help="also write the rows as JSON here")
     p.add_argument(
         "--worker", nargs=3, metavar=("ARCH", "PRESET", "SEQ"), help=argparse.SUPPRESS
@@ -375,8 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.WARNING)
         serve(arch, preset, int(seq), args)
         return 0
-    peak = peak_gflops()
-    logger.info("fp32 matmul peak here: %.1f GFLOP/s", peak)
+    peaks = {precision: peak_gflops(precision) for precision in args.precision}
+    for precision, peak in peaks.items():
+        logger.info("%s matmul peak here: %.1f GFLOP/s", precision, peak)
     rows = []
     for preset in args.presets:
         for seq_len in args.seq_lens:
@@ -393,14 +442,15 @@ def main(argv: list[str] | None = None) -> int:
             for row in run_group(archs, preset, seq_len, args):
                 logger.info("%s", json.dumps(row))
                 rows.append(row)
+    shown = ", ".join(f"{k} {v:.1f}" for k, v in peaks.items())
     print(
         f"\ncpus: {os.cpu_count()}  loadavg at end: {os.getloadavg()}  "
-        f"fp32 matmul peak: {peak:.1f} GFLOP/s\n"
+        f"matmul peak (GFLOP/s): {shown}\n"
     )
-    print(format_table(rows, peak))
+    print(format_table(rows, peaks))
     if args.json_out:
         with open(args.json_out, "w") as fh:
-            json.dump({"peak_gflops": peak, "rows": rows}, fh, indent=1)
+            json.dump({"peak_gflops": peaks, "rows": rows}, fh, indent=1)
     return 0
 
 

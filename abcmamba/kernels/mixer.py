@@ -33,9 +33,6 @@ class CpuKernelMambaMixer(mm.MambaMixer):
             return False
         if self.in_proj.weight.dtype != hidden_states.dtype:
             return False
-        # Under CPU autocast (bf16) the projections change dtype: take the stock path.
-        if torch.is_autocast_enabled("cpu"):
-            return False
         # Decode steps (one token with a cache) use the stock recurrent update.
         return not (cache_params is not None and hidden_states.shape[1] == 1)
 
@@ -45,9 +42,22 @@ class CpuKernelMambaMixer(mm.MambaMixer):
         attention_mask = mixer_mask(args, kwargs)
         if not self.uses_kernel(hidden_states, cache_params):
             return super().forward(hidden_states, *args, **kwargs)
-        seq_len = hidden_states.shape[1]
         hidden_states = mm.apply_mask_to_padding_states(hidden_states, attention_mask)
         xz = self.in_proj(hidden_states)  # (B, L, 2D): x, then the gate z
+        if not torch.is_autocast_enabled("cpu"):
+            return self.out_proj(self._inner(xz, cache_params, attention_mask))
+        # CPU autocast (bf16): in_proj and out_proj run in bf16 like every other
+        # Linear; the conv, scan and small projections between them stay in the
+        # parameters' dtype (numba has no bf16), as the CUDA kernels keep the scan fp32.
+        with torch.autocast("cpu", enabled=False):
+            y = self._inner(
+                xz.to(self.in_proj.weight.dtype), cache_params, attention_mask
+            )
+        return self.out_proj(y)
+
+    def _inner(self, xz, cache_params, attention_mask):
+        """From in_proj's output (B, L, 2D) to out_proj's input (B, L, D)."""
+        seq_len = xz.shape[1]
         a = -torch.exp(self.A_log.float()).to(xz.dtype)  # (D, N)
         if cache_params is None and attention_mask is None:
             # Training and plain scoring: conv, projections, scan and gate fused.
@@ -61,7 +71,7 @@ class CpuKernelMambaMixer(mm.MambaMixer):
                 a,
                 self.D.to(xz.dtype),
             )
-            return self.out_proj(y)  # (B, L, H)
+            return y
 
         fresh = (
             cache_params is None or cache_params.get_conv_state(self.layer_idx) is None
@@ -102,4 +112,4 @@ class CpuKernelMambaMixer(mm.MambaMixer):
         )
         if cache_params is not None:
             cache_params.update_recurrent_state(last_state, self.layer_idx)
-        return self.out_proj(y)  # (B, L, H)
+        return y

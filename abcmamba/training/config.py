@@ -125,7 +125,7 @@ class TrainConfig:
     mixed_precision: str = field(
         default="auto",
         metadata={
-            "help": "auto (bf16 on a GPU that has it, else fp32), no, bf16 or fp16"
+            "help": "auto (bf16 on a GPU that has it and on a CPU that multiplies bf16 natively, AVX512-BF16 or AMX; else fp32), no, bf16 or fp16. Weights, optimizer and the Mamba scan stay fp32"
         },
     )
     scan_path: str = field(
@@ -138,6 +138,12 @@ class TrainConfig:
         default=0,
         metadata={
             "help": "CPU threads per process for torch and the scan kernel (0 = the usable cores shared among this machine's processes, or OMP_NUM_THREADS if you set it; `accelerate launch` alone would pin a CPU run to 1)"
+        },
+    )
+    fused_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "compute the loss chunk by chunk from the LM head's input, never the whole (tokens x vocabulary) logits (faster on CPU, less memory; checked against the model's own loss on the first batch); --no-fused-loss uses the model's own"
         },
     )
     save_every: int = field(
@@ -233,7 +239,17 @@ def resolve_mixed_precision(choice: str) -> str:
         return choice
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"  # CPU autocast to bf16 is slower than fp32 on most x86 cores
+    # without native bf16 instructions CPU autocast emulates them, slower than fp32
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX-BF16)."""
+    try:
+        caps = torch.cpu.get_capabilities()
+    except (AttributeError, RuntimeError):  # older torch
+        return False
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
 
 
 def tracker_config(config: TrainConfig) -> dict:
