@@ -170,11 +170,13 @@ def train(config: TrainConfig) -> dict:
         accelerator.unwrap_model(model), config.scan_path
     )
     logger.info(
-        "%s %s: %.2fM parameters, scan path: %s, %d train blocks, %d processes",
+        "%s %s: %.2fM parameters, scan path: %s, mixed precision: %s, "
+        "%d train blocks, %d processes",
         config.arch,
         config.preset,
         params / 1e6,
         scan,
+        accelerator.mixed_precision,
         len(loader.dataset),
         accelerator.num_processes,
     )

@@ -185,6 +185,7 @@ def test_loss_falls_and_run_record(baseline):
     metrics = record["metrics"]
     assert metrics["train_loss"] < metrics["first_train_loss"] - 0.5
     assert metrics["steps"] == 16 and metrics["scan_path"] == "mambapy"
+    assert metrics["mixed_precision"] == resolve_mixed_precision("auto")
     assert metrics["n_samples"] == 2
     assert record["arch"] == "mamba" and record["params"] < 1_000_000
     assert record["data_manifest"] == {"sources": ["test fixture"]}

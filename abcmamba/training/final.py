@@ -223,6 +223,7 @@ def finish(run: TrainedRun) -> dict:
         "planned_steps": state["total_steps"],
         "short_run_warning": short_run_warning(state, config.max_minutes or 0.0),
         "scan_path": run.scan,
+        "mixed_precision": accelerator.mixed_precision,
         "num_processes": accelerator.num_processes,
         "validity_rate": None,
         "validity_rate_unconstrained": None,
