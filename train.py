@@ -107,7 +107,9 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
     )
 
 
-def choose_loss(config: TrainConfig, accelerator: Accelerator, model, loader) -> bool:
+def choose_loss(
+    config: TrainConfig, accelerator: Accelerator, model, inner, loader
+) -> bool:
     """Whether the run uses abcmamba.training.loss.fused_loss (checked on two
     training blocks against the model's own loss) or the model's own."""
     if not config.fused_loss:
@@ -122,7 +124,6 @@ def choose_loss(config: TrainConfig, accelerator: Accelerator, model, loader) ->
     batch = {
         k: torch.stack([b[k] for b in blocks]).to(accelerator.device) for k in blocks[0]
     }
-    inner = accelerator.unwrap_model(model)
     ok, ref, got = fused_loss_matches(model, inner, batch, accelerator.autocast())
     if not ok:
         logger.warning(
@@ -166,9 +167,8 @@ def train(config: TrainConfig) -> dict:
     )
     # chosen on the device prepare put the model on: a scan picked on the CPU
     # before the move (the CPU kernel) would not be the one that runs on a GPU
-    scan = modeling.configure_scan_path(
-        accelerator.unwrap_model(model), config.scan_path
-    )
+    inner = accelerator.unwrap_model(model)  # the causal LM inside any wrapper
+    scan = modeling.configure_scan_path(inner, config.scan_path)
     logger.info(
         "%s %s: %.2fM parameters, scan path: %s, mixed precision: %s, "
         "%d train blocks, %d processes",
@@ -181,8 +181,7 @@ def train(config: TrainConfig) -> dict:
         accelerator.num_processes,
     )
 
-    use_fused = choose_loss(config, accelerator, model, loader)
-    inner = accelerator.unwrap_model(model)
+    use_fused = choose_loss(config, accelerator, model, inner, loader)
 
     state = start_state(config, accelerator, run_dir, plan.total)
     schedule.total = state["total_steps"]
