@@ -392,8 +392,9 @@ def test_prefill_with_cache_and_generation_match_stock(prompt_len):
 
 
 def test_cpu_autocast_keeps_the_kernel_and_fp32_inside(monkeypatch):
-    """Under bf16 autocast the kernel still runs (numba gets fp32, never bf16);
-    loss and gradients match the stock model's fp32 ones to bf16 precision."""
+    """Under bf16 autocast the kernel still runs, on in_proj's bf16 output
+    (computing in fp32); loss and gradients match the stock model's fp32 ones
+    to bf16 precision."""
     ref, fast = model_pair(seed=17)
     ids = torch.randint(0, 97, (2, 33))
     seen = []
@@ -409,11 +410,66 @@ def test_cpu_autocast_keeps_the_kernel_and_fp32_inside(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = fast(ids, labels=ids)
     out.loss.backward()
-    assert seen == [torch.float32] * ref.config.num_hidden_layers
+    assert seen == [torch.bfloat16] * ref.config.num_hidden_layers
     assert abs(out.loss.item() - loss_r.item()) < 1e-2 * loss_r.item()
     for (name, p_r), p_f in zip(ref.named_parameters(), fast.parameters(), strict=True):
         assert p_f.grad.dtype == torch.float32
         assert rel_err(p_f.grad, p_r.grad) < 5e-2, name
+
+
+def test_bf16_in_and_out_is_bit_identical_to_fp32_with_casts():
+    """mamba_inner on a bf16 xz gives exactly what xz.float() in and
+    y.bfloat16() out give: y, the bf16 gradient of xz and every parameter's."""
+    torch.manual_seed(3)
+    batch, seqlen, dim, nstate, rank, ksize = 2, 150, 40, 8, 5, 4
+    xz = torch.randn(batch, seqlen, 2 * dim).bfloat16()
+    params = [
+        torch.randn(dim, 1, ksize) * 0.3,
+        torch.randn(dim) * 0.1,
+        torch.randn(rank + 2 * nstate, dim) * 0.1,
+        torch.randn(dim, rank) * 0.2,
+        torch.randn(dim) * 0.1 - 1,
+        -torch.rand(dim, nstate) * 3,
+        torch.randn(dim),
+    ]
+    gy = torch.randn(batch, seqlen, dim).bfloat16()
+
+    def run(cast: bool):
+        ps = [p.clone().requires_grad_() for p in params]
+        x = xz.clone().requires_grad_()
+        y, _ = functions.mamba_inner(x.float() if cast else x, *ps)
+        y = y.bfloat16() if cast else y
+        y.backward(gy)
+        return [y, x.grad] + [p.grad for p in ps]
+
+    want, got = run(cast=True), run(cast=False)
+    assert got[0].dtype == got[1].dtype == torch.bfloat16
+    for i, (w, g) in enumerate(zip(want, got, strict=True)):
+        assert torch.equal(w, g), i
+
+
+def test_bf16_store_rounds_as_torch():
+    """The kernels' fp32 -> bf16 store rounds to nearest even, as torch does,
+    ties, negatives, subnormals and overflow to inf included."""
+    from numba import njit
+
+    from abcmamba.kernels._numba_scan import st
+
+    @njit
+    def store_all(out, values):
+        for i in range(values.shape[0]):
+            st(out, i, values[i])
+
+    one_ulp = 2.0**-7  # bf16's spacing in [1, 2)
+    values = torch.tensor(
+        [1 + one_ulp / 2, 1 + 3 * one_ulp / 2, -(1 + one_ulp / 2), 1 + one_ulp / 4]
+        + [1e-40, -3e-39, 3.4e38, -3.4e38, 0.0, -0.0, 65504.0]
+        + torch.randn(1000).mul(100).tolist(),
+        dtype=torch.float32,
+    )
+    out = torch.empty(len(values), dtype=torch.bfloat16)
+    store_all(out.view(torch.uint16).numpy(), values.numpy())
+    assert torch.equal(out.view(torch.uint16), values.bfloat16().view(torch.uint16))
 
 
 def test_describe_scan_path_and_disable():

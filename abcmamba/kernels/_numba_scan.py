@@ -39,6 +39,11 @@ Names in the code: ``u`` x, ``delta`` Δ, ``a_t`` A (stored (N, D)), ``bm``/``cm
 B/C, ``d_skip`` D, ``h``/``hbuf`` h, ``da``/``dabuf`` exp(ΔA), ``du`` Δx,
 ``acc``/``ss`` s, ``gs`` ḡs, ``gh``/``ght`` ḡh, and ``g*`` the other gradients.
 
+``xz``, ``y``, ``gy`` and ``gxz`` may also be uint16 arrays holding bf16 bits
+(CPU autocast): ``ld`` widens an element to fp32 exactly, ``st`` rounds to
+nearest even as torch's ``.to(torch.bfloat16)`` does, and everything else,
+the arithmetic included, stays fp32.
+
 Importing this module compiles nothing: numba compiles (or loads from its
 on-disk cache) on the first call.
 """
@@ -149,6 +154,64 @@ def _float32_as_int32(typingctx, bits):
     return sig, codegen
 
 
+@intrinsic
+def _float32_as_uint32(typingctx, bits):
+    """Reinterpret a float32 as uint32."""
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.uint32))
+
+    return sig, codegen
+
+
+def _is_bf16(ty) -> bool:
+    """bf16 tensors reach the kernels as uint16 arrays of their bits."""
+    return isinstance(ty, types.Integer) and ty.bitwidth == 16
+
+
+def ld(x):
+    """An element of an input array as a float: bf16 bits widen exactly to fp32."""
+    return x
+
+
+@overload(ld, jit_options={"fastmath": True})
+def _ld_overload(x):
+    if _is_bf16(x):
+
+        def impl(x):
+            return _int32_as_float32(np.int32(x) << np.int32(16))
+
+        return impl
+
+    def impl(x):
+        return x
+
+    return impl
+
+
+def st(arr, i, v):
+    """arr[i] = v, rounded to nearest even where arr holds bf16 bits (as torch rounds)."""
+    arr[i] = v
+
+
+@overload(st, jit_options={"fastmath": True})
+def _st_overload(arr, i, v):
+    if _is_bf16(arr.dtype):
+
+        def impl(arr, i, v):
+            bits = _float32_as_uint32(np.float32(v))
+            rounding = ((bits >> np.uint32(16)) & np.uint32(1)) + np.uint32(0x7FFF)
+            arr[i] = np.uint16((bits + rounding) >> np.uint32(16))
+
+        return impl
+
+    def impl(arr, i, v):
+        arr[i] = v
+
+    return impl
+
+
 def vsoftplus(x):
     """softplus(x) = log(1 + exp(x)), x itself above 20 (torch's threshold)."""
     if x > 20.0:
@@ -232,7 +295,7 @@ def conv_silu_fwd(xz, w_t, bias, u):
                 wk = w_t[k]
                 xt = xz[b, ts, :dim]
                 for d in range(dim):
-                    acc[d] += wk[d] * xt[d]
+                    acc[d] += wk[d] * ld(xt[d])
         ut = u[b, t]
         for d in range(dim):
             a = acc[d]
@@ -258,7 +321,7 @@ def conv_silu_bwd(xz, w_t, bias, gu, gxz, gw_part, gb_part):
                     wk = w_t[k]
                     xt = xz[b, ts, :dim]
                     for d in range(dim):
-                        acc[d] += wk[d] * xt[d]
+                        acc[d] += wk[d] * ld(xt[d])
             gut = gu[b, t]
             gp = gpre[t]
             for d in range(dim):
@@ -267,11 +330,11 @@ def conv_silu_bwd(xz, w_t, bias, gu, gxz, gw_part, gb_part):
                 g = gut[d] * sig * (one + a * (one - sig))
                 gp[d] = g
                 gbl[d] += g
+        gx = np.empty(dim, dtype=gu.dtype)
         for t in range(seqlen):
-            gxt = gxz[b, t, :dim]
             xt = xz[b, t, :dim]
             for d in range(dim):
-                gxt[d] = 0.0
+                gx[d] = 0.0
             for k in range(ksize):
                 # x at time t feeds the output at t + (ksize - 1 - k)
                 to = t + ksize - 1 - k
@@ -280,8 +343,11 @@ def conv_silu_bwd(xz, w_t, bias, gu, gxz, gw_part, gb_part):
                     gwk = gw[k]
                     gp = gpre[to]
                     for d in range(dim):
-                        gxt[d] += wk[d] * gp[d]
-                        gwk[d] += gp[d] * xt[d]
+                        gx[d] += wk[d] * gp[d]
+                        gwk[d] += gp[d] * ld(xt[d])
+            gxt = gxz[b, t, :dim]
+            for d in range(dim):
+                st(gxt, d, gx[d])
         gw_part[b] = gw
         gb_part[b] = gbl
 
@@ -339,8 +405,8 @@ def mamba_scan_fwd(
             zt = xz[b, t, dim + d0 : dim + d1]
             yt = y[b, t, d0:d1]
             for d in range(dn):
-                zz = zt[d]  # y_t = (s_t + D x_t) z_t σ(z_t)
-                yt[d] = (acc[d] + dsk[d] * ut[d]) * zz / (one + vexp(-zz))
+                zz = ld(zt[d])  # y_t = (s_t + D x_t) z_t σ(z_t)
+                st(yt, d, (acc[d] + dsk[d] * ut[d]) * zz / (one + vexp(-zz)))
         last_state[b, d0:d1, :] = h.T
 
 
@@ -445,11 +511,11 @@ def mamba_scan_bwd(
                 gut = gu[b, t, d0:d1]
                 ss = ssbuf[j]
                 for d in range(dn):
-                    zz = zt[d]
+                    zz = ld(zt[d])
                     sig = one / (one + vexp(-zz))
-                    g = gyt[d]
+                    g = ld(gyt[d])
                     pre = ss[d] + dsk[d] * ut[d]
-                    gzt[d] = g * pre * sig * (one + zz * (one - sig))
+                    st(gzt, d, g * pre * sig * (one + zz * (one - sig)))
                     gs[d] = g * zz * sig  # ḡs_t
                     gdsk[d] += gs[d] * ut[d]
                     gut[d] = gs[d] * dsk[d]

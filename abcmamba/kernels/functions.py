@@ -35,10 +35,12 @@ def load_kernels():
 
     _kernels = nk
     try:
-        # One tiny fp32 call per kernel compiles now, not mid-training (fp64,
-        # used by gradcheck, compiles on its first call).
+        # One tiny fp32 call per kernel, and one with bf16 in and out (CPU
+        # autocast), compiles now, not mid-training (fp64, used by gradcheck,
+        # compiles on its first call).
         with torch.enable_grad():  # it runs a backward; callers may be in no_grad
             _warm_up(torch.float32)
+            _warm_up(torch.float32, io_dtype=torch.bfloat16)
     except Exception:
         _kernels = None
         raise
@@ -107,15 +109,18 @@ def _scratch(slot: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Ten
     return buf[:numel].view(shape)
 
 
-def _warm_up(dtype: torch.dtype) -> None:
-    """Run every kernel (conv and scan, forward and backward) once on a tiny input."""
+def _warm_up(dtype: torch.dtype, io_dtype: torch.dtype | None = None) -> None:
+    """Run every kernel (conv and scan, forward and backward) once on a tiny input.
+
+    ``io_dtype``: xz's (and so y's and the gradients') dtype, if not ``dtype``.
+    """
     gen = torch.Generator().manual_seed(0)
     b, seqlen, dim, nstate, ksize, rank = 1, 3, 2, 2, 2, 2
 
     def rnd(*shape):
         return torch.randn(*shape, generator=gen, dtype=dtype)
 
-    xz = rnd(b, seqlen, 2 * dim).requires_grad_()
+    xz = rnd(b, seqlen, 2 * dim).to(io_dtype or dtype).requires_grad_()
     conv_w, conv_b = rnd(dim, 1, ksize), rnd(dim)
     xproj_w, dtproj_w, dtproj_b = rnd(rank + 2 * nstate, dim), rnd(dim, rank), rnd(dim)
     a, d_skip = -torch.rand(dim, nstate, generator=gen, dtype=dtype), rnd(dim)
@@ -137,8 +142,11 @@ def _ready():
 
 
 def _np(t: torch.Tensor):
-    """A numpy view of a contiguous CPU tensor (no copy)."""
-    return t.detach().numpy()
+    """A numpy view of a contiguous CPU tensor (no copy); bf16 as its uint16 bits."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.uint16)
+    return t.numpy()
 
 
 class ConvSiluFn(torch.autograd.Function):
@@ -210,7 +218,9 @@ def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz):
     batch, seqlen, dim = u.shape
     nstate = a_t.shape[0]
     nchunk = (seqlen + CHUNK - 1) // CHUNK
-    y = torch.empty(batch, seqlen, dim, dtype=u.dtype)  # (B, L, D)
+    y = torch.empty(
+        batch, seqlen, dim, dtype=xz.dtype
+    )  # (B, L, D), as xz (bf16 or not)
     ckpt = torch.empty(batch, nchunk, nstate, dim, dtype=u.dtype)  # (B, L/T, N, D)
     last = torch.empty(batch, dim, nstate, dtype=u.dtype)  # (B, D, N)
     nk.mamba_scan_fwd(
@@ -309,12 +319,12 @@ def _x_and_dt(nk, xz, w_t, cb, xproj_w, dtproj_w, xdbl3=None):
     batch, seqlen, dim2 = xz.shape
     dim = dim2 // 2
     rank = dtproj_w.shape[1]
-    u = _scratch("u", (batch, seqlen, dim), xz.dtype)
+    u = _scratch("u", (batch, seqlen, dim), w_t.dtype)
     nk.conv_silu_fwd(_np(xz), _np(w_t), _np(cb), _np(u))
     if xdbl3 is None:
         xdbl3 = torch.mm(u.view(-1, dim), xproj_w.t()).view(batch, seqlen, -1)
     dt_low = xdbl3.view(batch * seqlen, -1)[:, :rank]  # (B*L, R)
-    dt = _scratch("dt", (batch, seqlen, dim), xz.dtype)
+    dt = _scratch("dt", (batch, seqlen, dim), w_t.dtype)
     torch.mm(dt_low, dtproj_w.t(), out=dt.view(-1, dim))
     return u, xdbl3, dt
 
@@ -335,6 +345,11 @@ class MambaInnerFn(torch.autograd.Function):
     backward: xz, x_proj's output (R + 2N per token) and the chunk
     checkpoints; x_t and dt_proj's output are recomputed there (a conv pass and
     a rank-R GEMM), which is cheaper than keeping two more (B, L, D) tensors.
+
+    xz may be bf16 (in_proj's output under CPU autocast) with fp32 parameters:
+    the kernels then read xz and ḡy and write y and ḡxz as bf16, computing in
+    fp32, bit for bit what ``xz.float()`` in and ``y.bfloat16()`` out give,
+    without the fp32 copies (and with half the saved xz).
     """
 
     @staticmethod
@@ -346,7 +361,7 @@ class MambaInnerFn(torch.autograd.Function):
         xz = xz.contiguous()
         w_t = conv_w.reshape(dim, -1).t().contiguous()  # (K, D)
         has_conv_bias = conv_b is not None
-        cb = conv_b.contiguous() if has_conv_bias else torch.zeros(dim, dtype=xz.dtype)
+        cb = conv_b.contiguous() if has_conv_bias else torch.zeros_like(w_t[0])
         # x after conv+SiLU and dt_proj's output (bias in the kernel) die here.
         u, xdbl3, dt = _x_and_dt(nk, xz, w_t, cb, xproj_w, dtproj_w)
         a_t = a.t().contiguous()  # (N, D)
@@ -372,7 +387,7 @@ class MambaInnerFn(torch.autograd.Function):
         dim = dim2 // 2
         rank = dtproj_w.shape[1]
         nstate = a_t.shape[0]
-        dtype = xz.dtype
+        dtype = w_t.dtype  # the compute dtype (xz may be bf16)
         # Recompute x_t and dt_proj's output (see the class docstring).
         u, _, dt = _x_and_dt(nk, xz, w_t, cb, xproj_w, dtproj_w, xdbl3)
         xdbl = xdbl3.view(batch * seqlen, -1)

@@ -47,20 +47,29 @@ class CpuKernelMambaMixer(mm.MambaMixer):
         if not torch.is_autocast_enabled("cpu"):
             return self.out_proj(self._inner(xz, cache_params, attention_mask))
         # CPU autocast (bf16): in_proj and out_proj run in bf16 like every other
-        # Linear; the conv, scan and small projections between them stay in the
-        # parameters' dtype (numba has no bf16), as the CUDA kernels keep the scan fp32.
+        # Linear; the conv, scan and small projections between them compute in
+        # the parameters' dtype, as the CUDA kernels keep the scan fp32. The
+        # fused path reads and writes bf16 itself; prefill converts.
         with torch.autocast("cpu", enabled=False):
-            y = self._inner(
-                xz.to(self.in_proj.weight.dtype), cache_params, attention_mask
-            )
+            if not self._fused(cache_params, attention_mask):
+                xz = xz.to(self.in_proj.weight.dtype)
+            y = self._inner(xz, cache_params, attention_mask)
         return self.out_proj(y)
 
+    @staticmethod
+    def _fused(cache_params, attention_mask) -> bool:
+        """Training and plain scoring: conv, projections, scan and gate in one Function."""
+        return cache_params is None and attention_mask is None
+
     def _inner(self, xz, cache_params, attention_mask):
-        """From in_proj's output (B, L, 2D) to out_proj's input (B, L, D)."""
+        """From in_proj's output (B, L, 2D) to out_proj's input (B, L, D).
+
+        The fused path also takes a bf16 xz (fp32 parameters) and returns bf16.
+        """
         seq_len = xz.shape[1]
-        a = -torch.exp(self.A_log.float()).to(xz.dtype)  # (D, N)
-        if cache_params is None and attention_mask is None:
-            # Training and plain scoring: conv, projections, scan and gate fused.
+        dtype = self.in_proj.weight.dtype  # the kernels compute in it
+        a = -torch.exp(self.A_log.float()).to(dtype)  # (D, N)
+        if self._fused(cache_params, attention_mask):
             y, _ = mamba_inner(
                 xz,
                 self.conv1d.weight,
@@ -69,7 +78,7 @@ class CpuKernelMambaMixer(mm.MambaMixer):
                 self.dt_proj.weight,
                 self.dt_proj.bias,
                 a,
-                self.D.to(xz.dtype),
+                self.D.to(dtype),
             )
             return y
 
@@ -108,7 +117,7 @@ class CpuKernelMambaMixer(mm.MambaMixer):
         # Δ = softplus(dt + dt_proj.bias) is formed inside the scan.
         dt = F.linear(dt, self.dt_proj.weight)  # (B, L, D)
         y, last_state = selective_scan(
-            u, dt, self.dt_proj.bias, a, bm, cm, self.D.to(u.dtype), xz
+            u, dt, self.dt_proj.bias, a, bm, cm, self.D.to(dtype), xz
         )
         if cache_params is not None:
             cache_params.update_recurrent_state(last_state, self.layer_idx)
