@@ -278,28 +278,35 @@ def _in_base2(a_t, d0, d1):
     return out
 
 
+#: time steps per conv forward task: its scratch row is allocated once, not per step.
+CONV_TBLK = 64
+
+
 @njit(parallel=True, **_JIT)
 def conv_silu_fwd(xz, w_t, bias, u):
     """u = silu(causal depthwise conv of xz's first half); w_t is (K, D)."""
     batch, seqlen, dim2 = xz.shape
     dim = dim2 // 2
     ksize = w_t.shape[0]
-    for task in prange(batch * seqlen):
-        b = task // seqlen
-        t = task % seqlen
+    ntblk = (seqlen + CONV_TBLK - 1) // CONV_TBLK
+    for task in prange(batch * ntblk):
+        b = task // ntblk
+        t0 = (task % ntblk) * CONV_TBLK
         one = np.ones(1, dtype=u.dtype)[0]
-        acc = bias.copy()
-        for k in range(ksize):
-            ts = t - ksize + 1 + k
-            if ts >= 0:
-                wk = w_t[k]
-                xt = xz[b, ts, :dim]
-                for d in range(dim):
-                    acc[d] += wk[d] * ld(xt[d])
-        ut = u[b, t]
-        for d in range(dim):
-            a = acc[d]
-            ut[d] = a / (one + vexp(-a))
+        acc = np.empty(dim, dtype=u.dtype)
+        for t in range(t0, min(t0 + CONV_TBLK, seqlen)):
+            acc[:] = bias
+            for k in range(ksize):
+                ts = t - ksize + 1 + k
+                if ts >= 0:
+                    wk = w_t[k]
+                    xt = xz[b, ts, :dim]
+                    for d in range(dim):
+                        acc[d] += wk[d] * ld(xt[d])
+            ut = u[b, t]
+            for d in range(dim):
+                a = acc[d]
+                ut[d] = a / (one + vexp(-a))
 
 
 @njit(parallel=True, **_JIT)
@@ -313,8 +320,9 @@ def conv_silu_bwd(xz, w_t, bias, gu, gxz, gw_part, gb_part):
         gpre = np.empty((seqlen, dim), dtype=gu.dtype)
         gw = np.zeros((ksize, dim), dtype=gu.dtype)
         gbl = np.zeros(dim, dtype=gu.dtype)
+        acc = np.empty(dim, dtype=gu.dtype)
         for t in range(seqlen):
-            acc = bias.copy()
+            acc[:] = bias
             for k in range(ksize):
                 ts = t - ksize + 1 + k
                 if ts >= 0:
@@ -454,17 +462,18 @@ def mamba_scan_bwd(
         d1 = d0 + dn
         one = np.ones(1, dtype=u.dtype)[0]
         zero = one - one
-        hbuf = np.empty((chunk + 1, nstate, dn), dtype=u.dtype)  # h_{t-1}, h_t
+        h = np.empty((nstate, dn), dtype=u.dtype)  # h_t, running forwards
+        dhbuf = np.empty((chunk, nstate, dn), dtype=u.dtype)  # exp(Δ_t A) h_{t-1}
         dabuf = np.empty((chunk, nstate, dn), dtype=u.dtype)  # exp(Δ_t A)
         dlbuf = np.empty((chunk, dn), dtype=u.dtype)  # Δ_t
         sgbuf = np.empty((chunk, dn), dtype=u.dtype)  # σ(dt_t + dt_bias)
         ssbuf = np.empty((chunk, dn), dtype=u.dtype)  # s_t
+        gsbuf = np.empty((chunk, dn), dtype=u.dtype)  # ḡs_t
         gh = np.zeros((nstate, dn), dtype=u.dtype)
         ga = np.zeros((nstate, dn), dtype=u.dtype)
         gdsk = np.zeros(dn, dtype=u.dtype)
         gdtb = np.zeros(dn, dtype=u.dtype)
         du = np.empty(dn, dtype=u.dtype)
-        gs = np.empty(dn, dtype=u.dtype)
         gdl = np.empty(dn, dtype=u.dtype)
         q = np.empty(dn, dtype=u.dtype)
         a2 = _in_base2(a_t, d0, d1)
@@ -473,37 +482,50 @@ def mamba_scan_bwd(
         for c in range(nchunk - 1, -1, -1):
             t0 = c * chunk
             tlen = min(chunk, seqlen - t0)
-            hbuf[0] = ckpt[b, c, :, d0:d1]
-            # Recompute Δ_t, h_t and s_t of this chunk; keep exp(Δ_t A) for reuse.
+            h[:] = ckpt[b, c, :, d0:d1]
+            # Recompute Δ_t, h_t and s_t of this chunk, keeping exp(Δ_t A) and
+            # exp(Δ_t A) h_{t-1} for the walk back. ḡs_t needs only ḡy_t and
+            # z_t, so ḡC_t = Σ_d ḡs_t h_t is summed here while h_t is at hand.
             for j in range(tlen):
                 t = t0 + j
                 dtt = dt[b, t, d0:d1]
                 ut = u[b, t, d0:d1]
+                zt = xz[b, t, dim + d0 : dim + d1]
+                gyt = gy[b, t, d0:d1]
                 dl = dlbuf[j]
                 sg = sgbuf[j]
                 ss = ssbuf[j]
+                gs = gsbuf[j]
                 for d in range(dn):
                     xv = dtt[d] + dtb[d]
                     dl[d] = vsoftplus(xv)
                     sg[d] = one / (one + vexp(-xv))
                     du[d] = dl[d] * ut[d]
                     ss[d] = 0.0
+                    zz = ld(zt[d])
+                    gs[d] = ld(gyt[d]) * zz / (one + vexp(-zz))  # ḡy_t z_t σ(z_t)
                 for n in range(nstate):
                     bn = xdbl[b, t, boff + n]
                     cn = xdbl[b, t, coff + n]
                     ar2 = a2[n]
-                    hp = hbuf[j, n]
-                    hn = hbuf[j + 1, n]
+                    hr = h[n]
                     dar = dabuf[j, n]
+                    dhr = dhbuf[j, n]
+                    acc_c = zero
                     for d in range(dn):
                         da = vexp2_neg(dl[d] * ar2[d])
                         dar[d] = da
-                        hv = da * hp[d] + du[d] * bn
-                        hn[d] = hv
+                        dh = da * hr[d]
+                        dhr[d] = dh
+                        hv = dh + du[d] * bn
+                        hr[d] = hv
                         ss[d] += hv * cn
+                        acc_c += gs[d] * hv
+                    gc_part[b, blk, t, n] = acc_c
             for j in range(tlen - 1, -1, -1):
                 t = t0 + j
                 dl = dlbuf[j]
+                gs = gsbuf[j]
                 ut = u[b, t, d0:d1]
                 zt = xz[b, t, dim + d0 : dim + d1]
                 gyt = gy[b, t, d0:d1]
@@ -513,10 +535,8 @@ def mamba_scan_bwd(
                 for d in range(dn):
                     zz = ld(zt[d])
                     sig = one / (one + vexp(-zz))
-                    g = ld(gyt[d])
                     pre = ss[d] + dsk[d] * ut[d]
-                    st(gzt, d, g * pre * sig * (one + zz * (one - sig)))
-                    gs[d] = g * zz * sig  # ḡs_t
+                    st(gzt, d, ld(gyt[d]) * pre * sig * (one + zz * (one - sig)))
                     gdsk[d] += gs[d] * ut[d]
                     gut[d] = gs[d] * dsk[d]
                     gdl[d] = 0.0
@@ -526,24 +546,19 @@ def mamba_scan_bwd(
                     bn = xdbl[b, t, boff + n]
                     cn = xdbl[b, t, coff + n]
                     ar = a_t[n, d0:d1]
-                    hn = hbuf[j + 1, n]
-                    hp = hbuf[j, n]
+                    dhr = dhbuf[j, n]
                     dar = dabuf[j, n]
                     ghr = gh[n]
                     gar = ga[n]
-                    acc_c = zero
                     acc_b = zero
                     for d in range(dn):
                         ght = ghr[d] + gs[d] * cn  # ḡh_t
-                        acc_c += gs[d] * hn[d]
-                        da = dar[d]
-                        tmp = ght * da * hp[d]  # ḡh_t exp(Δ_t A) h_{t-1}
+                        tmp = ght * dhr[d]  # ḡh_t exp(Δ_t A) h_{t-1}
                         gdl[d] += tmp * ar[d]
                         gar[d] += tmp * dl[d]
                         acc_b += ght * du[d]
                         q[d] += ght * bn
-                        ghr[d] = ght * da  # ḡh_{t-1}
-                    gc_part[b, blk, t, n] = acc_c
+                        ghr[d] = ght * dar[d]  # ḡh_{t-1}
                     gb_part[b, blk, t, n] = acc_b
                 sg = sgbuf[j]
                 gdtt = gdt[b, t, d0:d1]
