@@ -36,7 +36,7 @@ logistic σ::
     Δ_t       = softplus(dt_t + dt_bias)          ḡdt_t = ḡΔ_t σ(dt_t + dt_bias)
 
 Names in the code: ``u`` x, ``delta`` Δ, ``a_t`` A (stored (N, D)), ``bm``/``cm``
-B/C, ``d_skip`` D, ``h``/``hbuf`` h, ``da``/``dabuf`` exp(ΔA), ``du`` Δx,
+B/C, ``d_skip`` D, ``h`` h, ``da``/``dabuf`` exp(ΔA), ``dhbuf`` exp(ΔA) h_{t-1}, ``du`` Δx,
 ``acc``/``ss`` s, ``gs`` ḡs, ``gh``/``ght`` ḡh, and ``g*`` the other gradients.
 
 ``xz``, ``y``, ``gy`` and ``gxz`` may also be uint16 arrays holding bf16 bits
@@ -59,15 +59,22 @@ from numba.extending import intrinsic, overload
 _JIT = {"cache": True, "fastmath": True, "nogil": True}
 
 
-@intrinsic
-def _int32_as_float32(typingctx, bits):
-    """Reinterpret an int32 as float32 (a bitcast LLVM vectorises)."""
-    sig = types.float32(types.int32)
+def _bitcast(src, dst):
+    """A numba intrinsic reinterpreting a ``src`` scalar's bits as ``dst`` (LLVM vectorises it)."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
+    @intrinsic
+    def cast(typingctx, bits):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(dst))
 
-    return sig, codegen
+        return dst(src), codegen
+
+    return cast
+
+
+_int32_as_float32 = _bitcast(types.int32, types.float32)
+_float32_as_int32 = _bitcast(types.float32, types.int32)
+_float32_as_uint32 = _bitcast(types.float32, types.uint32)
 
 
 def vexp(x):
@@ -141,28 +148,6 @@ def _vexp2_neg_overload(x):
         return np.exp2(x)
 
     return impl
-
-
-@intrinsic
-def _float32_as_int32(typingctx, bits):
-    """Reinterpret a float32 as int32 (a bitcast LLVM vectorises)."""
-    sig = types.int32(types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
-
-    return sig, codegen
-
-
-@intrinsic
-def _float32_as_uint32(typingctx, bits):
-    """Reinterpret a float32 as uint32."""
-    sig = types.uint32(types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.uint32))
-
-    return sig, codegen
 
 
 def _is_bf16(ty) -> bool:
@@ -534,6 +519,7 @@ def mamba_scan_bwd(
                 ss = ssbuf[j]
                 for d in range(dn):
                     zz = ld(zt[d])
+                    # σ(z_t) again: cheaper than a (chunk, dn) buffer (measured)
                     sig = one / (one + vexp(-zz))
                     pre = ss[d] + dsk[d] * ut[d]
                     st(gzt, d, ld(gyt[d]) * pre * sig * (one + zz * (one - sig)))

@@ -218,9 +218,8 @@ def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz):
     batch, seqlen, dim = u.shape
     nstate = a_t.shape[0]
     nchunk = (seqlen + CHUNK - 1) // CHUNK
-    y = torch.empty(
-        batch, seqlen, dim, dtype=xz.dtype
-    )  # (B, L, D), as xz (bf16 or not)
+    # (B, L, D), in xz's dtype (bf16 under CPU autocast)
+    y = torch.empty(batch, seqlen, dim, dtype=xz.dtype)
     ckpt = torch.empty(batch, nchunk, nstate, dim, dtype=u.dtype)  # (B, L/T, N, D)
     last = torch.empty(batch, dim, nstate, dtype=u.dtype)  # (B, D, N)
     nk.mamba_scan_fwd(
