@@ -204,13 +204,21 @@ def vsoftplus(x):
     return math.log1p(math.exp(x))
 
 
+def vsoftplus_sigmoid(x):
+    """(softplus(x), σ(x)), the softplus and its derivative from one exp(x)."""
+    if x > 20.0:
+        return x, 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return math.log1p(e), e / (1.0 + e)
+
+
 # fastmath without "reassoc": it would fold (1 + e) - 1 into e and lose the
 # Goldberg correction below.
 _NO_REASSOC = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
 
 
-@overload(vsoftplus, jit_options={"fastmath": _NO_REASSOC})
-def _vsoftplus_overload(x):
+@overload(vsoftplus_sigmoid, jit_options={"fastmath": _NO_REASSOC})
+def _vsoftplus_sigmoid_overload(x):
     if isinstance(x, types.Float) and x.bitwidth == 32:
 
         def impl(x):
@@ -241,14 +249,25 @@ def _vsoftplus_overload(x):
             lg = f + r + k * np.float32(0.693359375)
             den = w - np.float32(1.0)
             sp = e if den == np.float32(0.0) else lg * (e / den)
-            return x if x > np.float32(20.0) else sp
+            # Above 20, σ(x) rounds to 1 in float32 (and e / w would be inf / inf).
+            big = x > np.float32(20.0)
+            return (x if big else sp), (np.float32(1.0) if big else e / w)
 
         return impl
 
     def impl(x):
         if x > 20.0:
-            return x
-        return math.log1p(math.exp(x))
+            return x, 1.0 / (1.0 + math.exp(-x))
+        e = math.exp(x)
+        return math.log1p(e), e / (1.0 + e)
+
+    return impl
+
+
+@overload(vsoftplus, jit_options={"fastmath": _NO_REASSOC})
+def _vsoftplus_overload(x):
+    def impl(x):
+        return vsoftplus_sigmoid(x)[0]
 
     return impl
 
@@ -483,8 +502,7 @@ def mamba_scan_bwd(
                 gs = gsbuf[j]
                 for d in range(dn):
                     xv = dtt[d] + dtb[d]
-                    dl[d] = vsoftplus(xv)
-                    sg[d] = one / (one + vexp(-xv))
+                    dl[d], sg[d] = vsoftplus_sigmoid(xv)
                     du[d] = dl[d] * ut[d]
                     ss[d] = 0.0
                     zz = ld(zt[d])

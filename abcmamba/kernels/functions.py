@@ -18,8 +18,8 @@ logger = logging.getLogger(__name__)
 
 #: time steps between saved states; the backward recomputes one chunk at a time.
 CHUNK = 64
-#: channels per parallel task; their state (N x DBLK) stays in cache.
-DBLK = 256
+#: most channels per parallel task (their state is N x DBLK).
+DBLK = 512
 
 _kernels = None
 
@@ -209,6 +209,19 @@ def _scan_inputs(u, dt, dt_bias, a_t, bc, boff, d_skip, xz) -> tuple:
     )
 
 
+def _block_width(batch: int, dim: int) -> int:
+    """Channels per scan task: as wide as DBLK allows, in batch * blocks tasks
+    that share out evenly over numba's threads (wider blocks measured 8-19%
+    faster than 256 at the small preset; an idle thread costs more)."""
+    import numba
+
+    threads = numba.get_num_threads()
+    nblk = -(-dim // DBLK)
+    while (batch * nblk) % threads and nblk < dim:
+        nblk += 1
+    return -(-dim // nblk)
+
+
 def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz):
     """Run mamba_scan_fwd: y (B, L, D), chunk checkpoints (B, L/T, N, D), last state (B, D, N).
 
@@ -228,7 +241,7 @@ def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz):
         _np(ckpt),
         _np(last),
         CHUNK,
-        DBLK,
+        _block_width(batch, dim),
     )
     return y, ckpt, last
 
@@ -242,7 +255,8 @@ def _scan_backward(
     """
     batch, seqlen, dim = u.shape
     nstate = a_t.shape[0]
-    nblk = (dim + DBLK - 1) // DBLK
+    dblk = _block_width(batch, dim)
+    nblk = (dim + dblk - 1) // dblk
     gdtb_part = torch.empty(batch, dim, dtype=u.dtype)
     ga_part = torch.empty(batch, nstate, dim, dtype=u.dtype)
     gb_part = torch.empty(batch, nblk, seqlen, nstate, dtype=u.dtype)
@@ -253,7 +267,7 @@ def _scan_backward(
         _np(ckpt),
         _np(gy),
         CHUNK,
-        DBLK,
+        dblk,
         _np(gu),
         _np(gdt),
         _np(gdtb_part),
