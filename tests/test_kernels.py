@@ -294,6 +294,27 @@ def test_softplus_kernel_matches_torch():
     assert ((out.double() - ref).abs() / ref).max().item() < 1e-6
 
 
+def test_softplus_and_sigmoid_from_one_exp_match_torch():
+    """The scan backward's (softplus, σ) pair shares one exp; both stay as exact as torch's."""
+    from numba import njit
+
+    from abcmamba.kernels._numba_scan import vsoftplus_sigmoid
+
+    @njit(fastmath=True)
+    def apply(x, sp, sg):
+        for i in range(x.size):
+            sp[i], sg[i] = vsoftplus_sigmoid(x[i])
+
+    x = torch.linspace(-80.0, 90.0, 170001)  # exp(x) overflows float32 above 88.7
+    sp, sg = torch.empty_like(x), torch.empty_like(x)
+    apply(x.numpy(), sp.numpy(), sg.numpy())
+    ref_sp = torch.nn.functional.softplus(x.double())
+    ref_sg = torch.sigmoid(x.double())
+    assert torch.isfinite(sg).all()
+    assert ((sp.double() - ref_sp).abs() / ref_sp).max().item() < 1e-6
+    assert ((sg.double() - ref_sg).abs() / ref_sg).max().item() < 1e-6
+
+
 def test_base2_decay_is_within_an_ulp_of_exp():
     """The scans' exp(Δ A) = 2^(Δ A log2 e) in float32 is off by under an ulp of 1.0."""
     from numba import njit
