@@ -205,7 +205,7 @@ def mamba_inner_reference(xz, conv_w, conv_b, xproj_w, dtproj_w, dtproj_b, a, d_
     return selective_scan_reference(u, dt, dtproj_b, a, bm, cm, d_skip, xz)
 
 
-def inner_inputs(batch, seqlen, dim=24, nstate=4, rank=3, ksize=4, dtype=torch.float32):
+def inner_inputs(batch, seqlen, dim=24, nstate=4, rank=6, ksize=4, dtype=torch.float32):
     """Random inputs of MambaInnerFn at a realistic scale (Δ around 0.01 to 0.1)."""
     gen = torch.Generator().manual_seed(batch * 1000 + seqlen)
 
@@ -268,7 +268,8 @@ def test_mamba_inner_gradcheck_float64(monkeypatch):
     """MambaInnerFn's backward agrees with finite differences (tiny chunks and blocks)."""
     monkeypatch.setattr(functions, "CHUNK", 2)
     monkeypatch.setattr(functions, "DBLK", 2)  # blocks that do not divide D=3
-    inputs = inner_inputs(2, 5, dim=3, nstate=2, rank=2, ksize=3, dtype=torch.float64)
+    # rank 5: the kernels' four-at-a-time dt_proj loop and its remainder
+    inputs = inner_inputs(2, 5, dim=3, nstate=2, rank=5, ksize=3, dtype=torch.float64)
 
     def inner(*args):
         return functions.mamba_inner(*args)[0]

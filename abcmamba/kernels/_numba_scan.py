@@ -35,6 +35,12 @@ logistic σ::
 
     Δ_t       = softplus(dt_t + dt_bias)          ḡdt_t = ḡΔ_t σ(dt_t + dt_bias)
 
+Given dt_proj's weight ``wdt`` (R, D) they go one step further and compute
+dt_t = Σ_r wdt[r] δ_t[r] themselves from its rank-R input δ_t (x_proj's first
+R columns, in ``xdbl``), so dt is never a tensor either, and the backward
+returns ḡδ_t[r] = Σ_d ḡdt_t[d] wdt[r, d] and ḡwdt += ḡdt_t ⊗ δ_t instead of
+ḡdt. With an empty ``wdt`` (R = 0) they read dt from ``dt`` and write ḡdt.
+
 Names in the code: ``u`` x, ``delta`` Δ, ``a_t`` A (stored (N, D)), ``bm``/``cm``
 B/C, ``d_skip`` D, ``h`` h, ``da``/``dabuf`` exp(ΔA), ``dhbuf`` exp(ΔA) h_{t-1}, ``du`` Δx,
 ``acc``/``ss`` s, ``gs`` ḡs, ``gh``/``ght`` ḡh, and ``g*`` the other gradients.
@@ -364,9 +370,45 @@ def conv_silu_bwd(xz, w_t, bias, gu, gxz, gw_part, gb_part):
         gb_part[b] = gbl
 
 
+@njit(inline="always", **_JIT)
+def _dt_row(dt, wdt, xdbl, b, t, d0, d1, rank, out):
+    """dt_t[d0:d1] into ``out``: Σ_r wdt[r] xdbl[b, t, r], or dt's row if R = 0."""
+    if rank == 0:
+        out[:] = dt[b, t, d0:d1]
+        return
+    out[:] = 0.0
+    # Four ranks per pass: a quarter of the loads and stores of ``out``.
+    for r in range(0, rank - 3, 4):
+        x0, x1 = xdbl[b, t, r], xdbl[b, t, r + 1]
+        x2, x3 = xdbl[b, t, r + 2], xdbl[b, t, r + 3]
+        w0, w1 = wdt[r, d0:d1], wdt[r + 1, d0:d1]
+        w2, w3 = wdt[r + 2, d0:d1], wdt[r + 3, d0:d1]
+        for d in range(d1 - d0):
+            out[d] += (w0[d] * x0 + w1[d] * x1) + (w2[d] * x2 + w3[d] * x3)
+    for r in range(rank - rank % 4, rank):
+        xr = xdbl[b, t, r]
+        wr = wdt[r, d0:d1]
+        for d in range(d1 - d0):
+            out[d] += wr[d] * xr
+
+
 @njit(parallel=True, **_JIT)
 def mamba_scan_fwd(
-    u, dt, dt_bias, a_t, xdbl, boff, coff, d_skip, xz, y, ckpt, last_state, chunk, dblk
+    u,
+    dt,
+    wdt,
+    dt_bias,
+    a_t,
+    xdbl,
+    boff,
+    coff,
+    d_skip,
+    xz,
+    y,
+    ckpt,
+    last_state,
+    chunk,
+    dblk,
 ):
     """Gated selective scan forward; fills y, the chunk-start states and the last state.
 
@@ -374,12 +416,14 @@ def mamba_scan_fwd(
     (B, L, 2D); ckpt (B, ceil(L / chunk), N, D); last_state (B, D, N).
     Δ_t = softplus(dt_t + dt_bias) is computed here (never stored). B_t, C_t
     are read in place from ``xdbl`` (B, L, *), e.g. x_proj's output (B, L, R + 2N),
-    at columns ``boff``/``coff``: no split, no copies.
+    at columns ``boff``/``coff``: no split, no copies. With ``wdt`` (R, D),
+    dt_t = Σ_r wdt[r] xdbl[b, t, r] (``dt`` is not read), else dt (B, L, D).
     """
     # Inner loops index 1-D views with the loop counter only: numba then knows
     # the index is non-negative and LLVM vectorises (4-5x faster than a[n, d0 + d]).
     batch, seqlen, dim = u.shape
     nstate = a_t.shape[0]
+    rank = wdt.shape[0]
     nblk = (dim + dblk - 1) // dblk
     for task in prange(batch * nblk):
         b = task // nblk
@@ -397,10 +441,10 @@ def mamba_scan_fwd(
         for t in range(seqlen):
             if t % chunk == 0:
                 ckpt[b, t // chunk, :, d0:d1] = h
-            dtt = dt[b, t, d0:d1]
+            _dt_row(dt, wdt, xdbl, b, t, d0, d1, rank, dl)
             ut = u[b, t, d0:d1]
             for d in range(dn):
-                dv = vsoftplus(dtt[d] + dtb[d])
+                dv = vsoftplus(dl[d] + dtb[d])
                 dl[d] = dv
                 du[d] = dv * ut[d]
                 acc[d] = 0.0
@@ -426,6 +470,7 @@ def mamba_scan_fwd(
 def mamba_scan_bwd(
     u,
     dt,
+    wdt,
     dt_bias,
     a_t,
     xdbl,
@@ -445,17 +490,22 @@ def mamba_scan_bwd(
     gc_part,
     gd_part,
     gxz,
+    gdx_part,
+    gw_part,
 ):
     """Backward of mamba_scan_fwd, chunk by chunk from the checkpoints.
 
     Writes ḡx (gu, scan and D skip only), ḡ(dt_t) = ḡΔ_t σ(dt_t + dt_bias)
     (gdt), the gate's ḡz into gxz's second half and per-task partial sums of
     ḡdt_bias (B, D), ḡA (B, N, D), ḡB, ḡC (B, ceil(D / dblk), L, N), ḡD (B, D); gxz's
-    first half is left as it is. With q_t[d] = Σ_n ḡh_t[n, d] B_t[n] the terms of
+    first half is left as it is. With ``wdt`` (R, D) it writes, instead of
+    gdt, per-task partial sums of ḡxdbl[..., :R] (gdx_part, (B, ceil(D / dblk),
+    L, R)) and of ḡwdt (gw_part, (B, R, D)). With q_t[d] = Σ_n ḡh_t[n, d] B_t[n] the terms of
     ḡΔ_t and ḡx_t that go through B_t x_t cost one pass per (t, d), not per n.
     """
     batch, seqlen, dim = u.shape
     nstate = a_t.shape[0]
+    rank = wdt.shape[0]
     nblk = (dim + dblk - 1) // dblk
     nchunk = (seqlen + chunk - 1) // chunk
     for task in prange(batch * nblk):
@@ -480,6 +530,8 @@ def mamba_scan_bwd(
         du = np.empty(dn, dtype=u.dtype)
         gdl = np.empty(dn, dtype=u.dtype)
         q = np.empty(dn, dtype=u.dtype)
+        gv = np.empty(dn, dtype=u.dtype)  # ḡdt_t
+        gw = np.zeros((rank, dn), dtype=u.dtype)
         a2 = _in_base2(a_t, d0, d1)
         dsk = d_skip[d0:d1]
         dtb = dt_bias[d0:d1]
@@ -492,7 +544,6 @@ def mamba_scan_bwd(
             # z_t, so ḡC_t = Σ_d ḡs_t h_t is summed here while h_t is at hand.
             for j in range(tlen):
                 t = t0 + j
-                dtt = dt[b, t, d0:d1]
                 ut = u[b, t, d0:d1]
                 zt = xz[b, t, dim + d0 : dim + d1]
                 gyt = gy[b, t, d0:d1]
@@ -500,8 +551,9 @@ def mamba_scan_bwd(
                 sg = sgbuf[j]
                 ss = ssbuf[j]
                 gs = gsbuf[j]
+                _dt_row(dt, wdt, xdbl, b, t, d0, d1, rank, dl)
                 for d in range(dn):
-                    xv = dtt[d] + dtb[d]
+                    xv = dl[d] + dtb[d]
                     dl[d], sg[d] = vsoftplus_sigmoid(xv)
                     du[d] = dl[d] * ut[d]
                     ss[d] = 0.0
@@ -565,12 +617,23 @@ def mamba_scan_bwd(
                         ghr[d] = ght * dar[d]  # ḡh_{t-1}
                     gb_part[b, blk, t, n] = acc_b
                 sg = sgbuf[j]
-                gdtt = gdt[b, t, d0:d1]
                 for d in range(dn):
                     gut[d] += q[d] * dl[d]
-                    gv = (gdl[d] + q[d] * ut[d]) * sg[d]  # ḡΔ_t softplus'
-                    gdtt[d] = gv
-                    gdtb[d] += gv
+                    g = (gdl[d] + q[d] * ut[d]) * sg[d]  # ḡΔ_t softplus'
+                    gv[d] = g
+                    gdtb[d] += g
+                if rank == 0:
+                    gdt[b, t, d0:d1] = gv
+                for r in range(rank):
+                    xr = xdbl[b, t, r]
+                    wr = wdt[r, d0:d1]
+                    gwr = gw[r]
+                    acc_x = zero
+                    for d in range(dn):
+                        acc_x += gv[d] * wr[d]
+                        gwr[d] += gv[d] * xr
+                    gdx_part[b, blk, t, r] = acc_x
         ga_part[b, :, d0:d1] = ga
+        gw_part[b, :, d0:d1] = gw
         gd_part[b, d0:d1] = gdsk
         gdtb_part[b, d0:d1] = gdtb

@@ -193,13 +193,22 @@ class ConvSiluFn(torch.autograd.Function):
         return gxz, gw, gb
 
 
-def _scan_inputs(u, dt, dt_bias, a_t, bc, boff, d_skip, xz) -> tuple:
-    """The leading arguments both scan kernels take, in their order (numpy views)."""
+def _scan_inputs(u, dt, wdt, dt_bias, a_t, bc, boff, d_skip, xz) -> tuple:
+    """The leading arguments both scan kernels take, in their order (numpy views).
+
+    Either dt (B, L, D) or dt_proj's weight ``wdt`` (R, D) is given, the other
+    None: with ``wdt`` the kernels compute dt from ``bc``'s first R columns.
+    """
     nstate = a_t.shape[0]
     b_cols = (boff, boff + nstate)  # first columns of B_t and C_t in ``bc``
+    if wdt is None:
+        wdt = torch.empty(0, u.shape[2], dtype=u.dtype)
+    else:
+        dt = torch.empty(1, 1, 1, dtype=u.dtype)  # not read
     return (
         _np(u),
         _np(dt),
+        _np(wdt),
         _np(dt_bias),
         _np(a_t),
         _np(bc),
@@ -222,11 +231,12 @@ def _block_width(batch: int, dim: int) -> int:
     return -(-dim // nblk)
 
 
-def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz):
+def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz, wdt=None):
     """Run mamba_scan_fwd: y (B, L, D), chunk checkpoints (B, L/T, N, D), last state (B, D, N).
 
     x ``u`` and dt (B, L, D), xz (B, L, 2D); A ``a_t`` is (N, D); B_t and C_t
-    are N columns each of ``bc`` (B, L, *), from column ``boff`` on.
+    are N columns each of ``bc`` (B, L, *), from column ``boff`` on. With
+    dt_proj's weight ``wdt`` (R, D), dt is None and the kernel computes it.
     """
     batch, seqlen, dim = u.shape
     nstate = a_t.shape[0]
@@ -236,7 +246,7 @@ def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz):
     ckpt = torch.empty(batch, nchunk, nstate, dim, dtype=u.dtype)  # (B, L/T, N, D)
     last = torch.empty(batch, dim, nstate, dtype=u.dtype)  # (B, D, N)
     nk.mamba_scan_fwd(
-        *_scan_inputs(u, dt, dt_bias, a_t, bc, boff, d_skip, xz),
+        *_scan_inputs(u, dt, wdt, dt_bias, a_t, bc, boff, d_skip, xz),
         _np(y),
         _np(ckpt),
         _np(last),
@@ -247,14 +257,19 @@ def _scan_forward(nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz):
 
 
 def _scan_backward(
-    nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz, ckpt, gy, gu, gdt, gxz
+    nk, u, dt, dt_bias, a_t, bc, boff, d_skip, xz, ckpt, gy, gu, gdt, gxz, wdt=None
 ):
     """Run mamba_scan_bwd into ḡx ``gu``, ḡdt (B, L, D) and gxz's z half.
 
-    Returns ḡdt_bias (D,), ḡA (D, N), ḡB, ḡC (B, L, N) and ḡD (D,).
+    Returns ḡdt_bias (D,), ḡA (D, N), ḡB, ḡC (B, L, N) and ḡD (D,); with
+    dt_proj's weight ``wdt`` (R, D) (dt and gdt None) also the gradients of
+    dt_proj's input (B, L, R) and of ``wdt`` (R, D).
     """
     batch, seqlen, dim = u.shape
     nstate = a_t.shape[0]
+    rank = 0 if wdt is None else wdt.shape[0]
+    if gdt is None:
+        gdt = torch.empty(1, 1, 1, dtype=u.dtype)  # not written
     dblk = _block_width(batch, dim)
     nblk = (dim + dblk - 1) // dblk
     gdtb_part = torch.empty(batch, dim, dtype=u.dtype)
@@ -262,8 +277,10 @@ def _scan_backward(
     gb_part = torch.empty(batch, nblk, seqlen, nstate, dtype=u.dtype)
     gc_part = torch.empty(batch, nblk, seqlen, nstate, dtype=u.dtype)
     gd_part = torch.empty(batch, dim, dtype=u.dtype)
+    gdx_part = torch.empty(batch, nblk, seqlen, rank, dtype=u.dtype)
+    gw_part = torch.empty(batch, rank, dim, dtype=u.dtype)
     nk.mamba_scan_bwd(
-        *_scan_inputs(u, dt, dt_bias, a_t, bc, boff, d_skip, xz),
+        *_scan_inputs(u, dt, wdt, dt_bias, a_t, bc, boff, d_skip, xz),
         _np(ckpt),
         _np(gy),
         CHUNK,
@@ -276,14 +293,19 @@ def _scan_backward(
         _np(gc_part),
         _np(gd_part),
         _np(gxz),
+        _np(gdx_part),
+        _np(gw_part),
     )
-    return (
+    grads = (
         gdtb_part.sum(0),
         ga_part.sum(0).t(),
         gb_part.sum(1),
         gc_part.sum(1),
         gd_part.sum(0),
     )
+    if wdt is None:
+        return grads
+    return grads + (gdx_part.sum(1), gw_part.sum(0))
 
 
 class SelectiveScanFn(torch.autograd.Function):
@@ -323,23 +345,12 @@ class SelectiveScanFn(torch.autograd.Function):
         return gu, gdt, gdtb, ga, gb, gc, gd, gxz
 
 
-def _x_and_dt(nk, xz, w_t, cb, xproj_w, dtproj_w, xdbl3=None):
-    """x_t = silu(conv(x)_t) and dt_proj's output without bias, both (B, L, D) in scratch.
-
-    MambaInnerFn's forward computes x_proj's output (B, L, R + 2N) here too; its
-    backward passes the one it saved. Returns (x, x_proj's output, dt).
-    """
+def _conv_x(nk, xz, w_t, cb):
+    """x_t = silu(conv(x)_t), (B, L, D) in scratch."""
     batch, seqlen, dim2 = xz.shape
-    dim = dim2 // 2
-    rank = dtproj_w.shape[1]
-    u = _scratch("u", (batch, seqlen, dim), w_t.dtype)
+    u = _scratch("u", (batch, seqlen, dim2 // 2), w_t.dtype)
     nk.conv_silu_fwd(_np(xz), _np(w_t), _np(cb), _np(u))
-    if xdbl3 is None:
-        xdbl3 = torch.mm(u.view(-1, dim), xproj_w.t()).view(batch, seqlen, -1)
-    dt_low = xdbl3.view(batch * seqlen, -1)[:, :rank]  # (B*L, R)
-    dt = _scratch("dt", (batch, seqlen, dim), w_t.dtype)
-    torch.mm(dt_low, dtproj_w.t(), out=dt.view(-1, dim))
-    return u, xdbl3, dt
+    return u
 
 
 class MambaInnerFn(torch.autograd.Function):
@@ -352,12 +363,14 @@ class MambaInnerFn(torch.autograd.Function):
         Δ_t          = softplus(dt_proj.weight dt_t + dt_proj.bias) (B, L, D)
         y_t          = (scan(x, Δ, A, B, C)_t + D x_t) silu(z_t)     (B, L, D)
 
-    The conv and the scan (with the softplus, D skip and gate) are numba
-    kernels, the two small projections torch GEMMs. B_t and C_t are read in
-    place from x_proj's output, and Δ never exists as a tensor. Saved for the
-    backward: xz, x_proj's output (R + 2N per token) and the chunk
-    checkpoints; x_t and dt_proj's output are recomputed there (a conv pass and
-    a rank-R GEMM), which is cheaper than keeping two more (B, L, D) tensors.
+    The conv and the scan (with dt_proj, the softplus, D skip and gate) are
+    numba kernels, x_proj a torch GEMM. dt_t, B_t and C_t are read in place
+    from x_proj's output; dt_proj's output and Δ never exist as tensors (the
+    rank-R product costs the kernels about one state's work per token, a
+    torch GEMM wrote and read a (B, L, D) tensor four times per step). Saved
+    for the backward: xz, x_proj's output (R + 2N per token) and the chunk
+    checkpoints; x_t is recomputed there (a conv pass), which is cheaper than
+    keeping another (B, L, D) tensor.
 
     xz may be bf16 (in_proj's output under CPU autocast) with fp32 parameters:
     the kernels then read xz and ḡy and write y and ḡxz as bf16, computing in
@@ -375,14 +388,18 @@ class MambaInnerFn(torch.autograd.Function):
         w_t = conv_w.reshape(dim, -1).t().contiguous()  # (K, D)
         has_conv_bias = conv_b is not None
         cb = conv_b.contiguous() if has_conv_bias else torch.zeros_like(w_t[0])
-        # x after conv+SiLU and dt_proj's output (bias in the kernel) die here.
-        u, xdbl3, dt = _x_and_dt(nk, xz, w_t, cb, xproj_w, dtproj_w)
+        u = _conv_x(nk, xz, w_t, cb)  # x after conv+SiLU dies here
+        batch, seqlen, _ = xz.shape
+        xdbl3 = torch.mm(u.view(-1, dim), xproj_w.t()).view(batch, seqlen, -1)
+        wdt = dtproj_w.t().contiguous()  # (R, D)
         a_t = a.t().contiguous()  # (N, D)
         d_skip = d_skip.contiguous()
         dtproj_b = dtproj_b.contiguous()
-        y, ckpt, last = _scan_forward(nk, u, dt, dtproj_b, a_t, xdbl3, rank, d_skip, xz)
+        y, ckpt, last = _scan_forward(
+            nk, u, None, dtproj_b, a_t, xdbl3, rank, d_skip, xz, wdt
+        )
         ctx.save_for_backward(
-            xz, w_t, cb, xproj_w, dtproj_w, dtproj_b, a_t, d_skip, xdbl3, ckpt
+            xz, w_t, cb, xproj_w, wdt, dtproj_b, a_t, d_skip, xdbl3, ckpt
         )
         ctx.has_conv_bias = has_conv_bias
         ctx.conv_shape = conv_w.shape
@@ -393,31 +410,42 @@ class MambaInnerFn(torch.autograd.Function):
     @_serialized
     def backward(ctx, gy, _glast):
         nk = _ready()
-        xz, w_t, cb, xproj_w, dtproj_w, dtproj_b, a_t, d_skip, xdbl3, ckpt = (
+        xz, w_t, cb, xproj_w, wdt, dtproj_b, a_t, d_skip, xdbl3, ckpt = (
             ctx.saved_tensors
         )
         batch, seqlen, dim2 = xz.shape
         dim = dim2 // 2
-        rank = dtproj_w.shape[1]
+        rank = wdt.shape[0]
         nstate = a_t.shape[0]
         dtype = w_t.dtype  # the compute dtype (xz may be bf16)
-        # Recompute x_t and dt_proj's output (see the class docstring).
-        u, _, dt = _x_and_dt(nk, xz, w_t, cb, xproj_w, dtproj_w, xdbl3)
+        u = _conv_x(nk, xz, w_t, cb)  # recomputed (see the class docstring)
         xdbl = xdbl3.view(batch * seqlen, -1)
         gy = gy.contiguous()
         gu = _scratch("gu", (batch, seqlen, dim), dtype)
-        gdt = _scratch("gdt", (batch, seqlen, dim), dtype)
         # Every element is written: the scan fills the z half, the conv the x half.
         gxz = torch.empty_like(xz)
-        g_dtproj_b, ga, gb, gc, gd = _scan_backward(
-            nk, u, dt, dtproj_b, a_t, xdbl3, rank, d_skip, xz, ckpt, gy, gu, gdt, gxz
+        g_dtproj_b, ga, gb, gc, gd, gdx, gwdt = _scan_backward(
+            nk,
+            u,
+            None,
+            dtproj_b,
+            a_t,
+            xdbl3,
+            rank,
+            d_skip,
+            xz,
+            ckpt,
+            gy,
+            gu,
+            None,
+            gxz,
+            wdt,
         )
-        gdt2 = gdt.view(-1, dim)
         gxdbl = torch.empty_like(xdbl)  # ḡ of x_proj's output: (ḡdt, ḡB, ḡC)
-        torch.mm(gdt2, dtproj_w, out=gxdbl[:, :rank])
+        gxdbl[:, :rank] = gdx.view(-1, rank)
         gxdbl[:, rank : rank + nstate] = gb.view(-1, nstate)
         gxdbl[:, rank + nstate :] = gc.view(-1, nstate)
-        g_dtproj_w = torch.mm(gdt2.t(), xdbl[:, :rank])  # (D, R)
+        g_dtproj_w = gwdt.t()  # (D, R)
         u2 = u.view(-1, dim)
         g_xproj_w = torch.mm(gxdbl.t(), u2)  # (R+2N, D)
         gu.view(-1, dim).addmm_(gxdbl, xproj_w)  # x_t also feeds x_proj
