@@ -69,6 +69,7 @@ from abcmamba.training.data import (
 )
 from abcmamba.training.final import TrainedRun, finish, validation_bpc
 from abcmamba.training.loss import fused_loss, fused_loss_matches, model_loss
+from abcmamba.training.malloc import keep_freed_memory
 from abcmamba.training.model import build_optimizer, build_or_load_model
 from abcmamba.training.schedule import CosineSchedule, TimeBudget, plan_steps
 from abcmamba.training.threads import choose_cpu_threads
@@ -149,6 +150,7 @@ def train(config: TrainConfig) -> dict:
         threads, why = choose_cpu_threads(config.threads, local)
         torch.set_num_threads(threads)  # the scan kernel follows torch's count
         logger.info("CPU threads per process: %d (%s)", threads, why)
+        logger.info("malloc: %s", keep_freed_memory())
     prepare_run_folder(config, run_dir, accelerator)
     set_seed(config.seed)
 

@@ -23,6 +23,8 @@ combination, and "vs Llama" is against the Llama row with the same settings:
   logits tensor) or ``model`` (the model's own, from full logits).
 - ``--precision``: ``fp32`` or ``bf16`` (CPU autocast, as ``train.py
   --mixed-precision bf16``).
+- ``--malloc``: ``kept`` (train.py's: glibc keeps freed blocks for the next
+  step, abcmamba.training.malloc) or ``glibc`` (its defaults).
 
 MFU is the model's FLOP/s over the machine's: training FLOPs per token taken as
 6 x parameters plus, for attention, 12 x layers x sequence x hidden (the PaLM
@@ -64,6 +66,7 @@ VOCAB_SIZE = 4096
 
 LOSSES = ("chunked", "model")
 PRECISIONS = ("fp32", "bf16")
+MALLOCS = ("kept", "glibc")
 
 #: libgomp's default spin rounds (GOMP_SPINCOUNT unset, OMP_WAIT_POLICY unset)
 STOCK_OMP_SPIN = 300_000
@@ -123,8 +126,11 @@ def serve(arch: str, preset: str, seq_len: int, args: argparse.Namespace) -> Non
 
     from abcmamba.modeling import count_params
     from abcmamba.training.loss import fused_loss, model_loss
+    from abcmamba.training.malloc import keep_freed_memory
 
     start = time.perf_counter()
+    if args.malloc[0] == "kept":
+        keep_freed_memory()
     built = _build(arch, preset, seq_len, args)
     if isinstance(built, str):
         print(json.dumps({"status": built}), flush=True)
@@ -176,10 +182,11 @@ class _Worker:
     """One architecture's worker process, stepped on request."""
 
     def __init__(self, arch: str, preset: str, seq_len: int, setting, args) -> None:
-        spin, loss, precision = setting
+        spin, loss, precision, malloc = setting
         cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
         cmd += [arch, preset, str(seq_len), "--tokens-per-step"]
         cmd += [str(args.tokens_per_step), "--loss", loss, "--precision", precision]
+        cmd += ["--malloc", malloc]
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
@@ -191,7 +198,9 @@ class _Worker:
             env=dict(os.environ, PYTHONPATH=path, GOMP_SPINCOUNT=str(spin)),
         )
         self.seq_len = seq_len
-        self.setting = dict(omp_spin=spin, loss=loss, precision=precision)
+        self.setting = dict(
+            omp_spin=spin, loss=loss, precision=precision, malloc=malloc
+        )
         self.info = self._read()
         self.clean: list[float] = []
         self.noisy: list[float] = []
@@ -252,10 +261,11 @@ def run_group(
 ) -> list[dict]:
     """Rows for every arch at one (preset, seq_len), their timed steps interleaved."""
     settings = [
-        (spin, loss, precision)
+        (spin, loss, precision, malloc)
         for spin in args.omp_spin
         for loss in args.loss
         for precision in args.precision
+        for malloc in args.malloc
     ]
     workers = {
         (arch, setting): _Worker(arch, preset, seq_len, setting, args)
@@ -318,7 +328,8 @@ def _skip_reason(
 
 def _group_key(r: dict) -> tuple:
     return tuple(
-        r.get(k) for k in ("preset", "seq_len", "omp_spin", "loss", "precision")
+        r.get(k)
+        for k in ("preset", "seq_len", "omp_spin", "loss", "precision", "malloc")
     )
 
 
@@ -326,11 +337,11 @@ def format_table(rows: list[dict], peaks: dict[str, float]) -> str:
     """Markdown table of all rows, speed and memory against the Llama row with
     the same settings, MFU against the matmul peak of the row's precision."""
     head = (
-        "| model | scan path | libgomp spin | loss | precision | preset | params | seq "
-        "| batch | tokens/s | vs Llama | peak RSS (MB) | vs Llama | MFU "
+        "| model | scan path | libgomp spin | loss | precision | malloc | preset "
+        "| params | seq | batch | tokens/s | vs Llama | peak RSS (MB) | vs Llama | MFU "
         "| clean/noisy steps | other load (cores) | status |"
     )
-    lines = [head, "|" + "---|" * 17]
+    lines = [head, "|" + "---|" * 18]
     llama = {
         _group_key(r): r for r in rows if r["arch"] == "llama" and "tokens_per_s" in r
     }
@@ -345,7 +356,7 @@ def format_table(rows: list[dict], peaks: dict[str, float]) -> str:
                 memory = f"{r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x"
         lines.append(
             f"| {r['arch']} | {r.get('scan_path', '')} | {r.get('omp_spin', '')} "
-            f"| {r.get('loss', '')} | {r.get('precision', '')} "
+            f"| {r.get('loss', '')} | {r.get('precision', '')} | {r.get('malloc', '')} "
             f"| {r['preset']} | {r.get('params', '')} "
             f"| {r['seq_len']} | {r.get('batch', '')} | {r.get('tokens_per_s', '')} | {speed} "
             f"| {r.get('peak_rss_mb', '')} | {memory} | {mfu} "
@@ -406,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=["fp32"],
         help="fp32, or bf16 CPU autocast (train.py --mixed-precision bf16); "
         "each value runs every arch",
+    )
+    p.add_argument(
+        "--malloc",
+        nargs="+",
+        choices=MALLOCS,
+        default=["kept"],
+        help="kept: glibc keeps freed blocks for the next step, as in train.py; "
+        "glibc: its defaults; each value runs every arch",
     )
     p.add_argument("--json-out", help="also write the rows as JSON here")
     p.add_argument(
