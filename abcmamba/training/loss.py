@@ -54,13 +54,18 @@ class LinearCrossEntropy(torch.autograd.Function):
                 if soft_cap:
                     tanh = torch.tanh(logits / soft_cap)
                     logits = tanh * soft_cap
-                lse = torch.logsumexp(logits, dim=-1)
                 tc = t.clamp_min(0).unsqueeze(1)
-                loss += ((lse - logits.gather(1, tc).squeeze(1)) * keep).sum()
+                target = logits.gather(1, tc).squeeze(1)
+                # one exp per logit serves the loss and the gradient
+                top = logits.amax(dim=-1, keepdim=True)
+                g = logits.sub_(top).exp_()  # softmax numerators
+                total = g.sum(dim=-1, keepdim=True)
+                lse = (top + total.log()).squeeze(1)
+                loss += ((lse - target) * keep).sum()
                 # d loss / d logits = (softmax - one-hot) / count, zero where ignored
-                g = logits.sub_(lse.unsqueeze(1)).exp_()
-                g.scatter_add_(1, tc, -torch.ones_like(tc, dtype=g.dtype))
-                g.mul_((keep.to(acc) / count).unsqueeze(1))
+                scale = (keep.to(acc) / count).unsqueeze(1)
+                g.mul_(scale / total)
+                g.scatter_add_(1, tc, -scale)
                 if soft_cap:
                     g.mul_(1 - tanh * tanh)
                 g = g.to(dtype)
