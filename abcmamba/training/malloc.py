@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 import os
 import sys
-
-logger = logging.getLogger(__name__)
+from collections.abc import Mapping
 
 # mallopt's parameter numbers (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
@@ -33,7 +31,7 @@ TRIM_THRESHOLD = 2**30
 _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
-def keep_freed_memory(environ: dict[str, str] | None = None) -> str:
+def keep_freed_memory(environ: Mapping[str, str] | None = None) -> str:
     """Raise glibc's mmap and trim thresholds; return what was done, for the log."""
     env = os.environ if environ is None else environ
     if any(name in env for name in _USER_SETTINGS) or "glibc.malloc" in env.get(
