@@ -31,6 +31,12 @@ MFU is the model's FLOP/s over the machine's: training FLOPs per token taken as
 convention; Mamba's scan adds under 5% and is left out), against the best
 matmul rate torch reaches here with the same threads in the row's precision
 (measured first).
+
+"vs Llama" divides the two rows' median tokens/s. "paired" divides Llama's
+step time by the row's within each round (their steps ran back to back, so
+the machine's drift between rounds cancels) and gives the median with its
+quartiles over the rounds where both steps were clean: how far one ratio can
+be trusted on this machine.
 """
 
 from __future__ import annotations
@@ -205,6 +211,7 @@ class _Worker:
         self.clean: list[float] = []
         self.noisy: list[float] = []
         self.foreign: list[float] = []
+        self.rounds: dict[int, float] = {}  # round -> wall of its clean step
 
     def _read(self) -> dict:
         for line in self.proc.stdout:
@@ -217,7 +224,7 @@ class _Worker:
     def ready(self) -> bool:
         return self.info.get("status") == "ready"
 
-    def step(self, max_foreign: float) -> None:
+    def step(self, max_foreign: float, round_no: int) -> None:
         busy0 = _busy_seconds()
         self.proc.stdin.write("step\n")
         self.proc.stdin.flush()
@@ -228,7 +235,11 @@ class _Worker:
         busy = _busy_seconds() - busy0
         foreign = max(0.0, busy - done["own"]) / done["wall"]
         self.foreign.append(foreign)
-        (self.clean if foreign <= max_foreign else self.noisy).append(done["wall"])
+        if foreign <= max_foreign:
+            self.clean.append(done["wall"])
+            self.rounds[round_no] = done["wall"]
+        else:
+            self.noisy.append(done["wall"])
 
     def finish(self) -> dict:
         """Stop the worker; the row's measurements."""
@@ -252,6 +263,7 @@ class _Worker:
             noisy_steps=len(self.noisy),
             foreign_cores=round(statistics.median(self.foreign), 2),
             loadavg_1m=round(os.getloadavg()[0], 2),
+            rounds=self.rounds,
         )
         return row
 
@@ -280,6 +292,7 @@ def run_group(
             w.ready and len(w.clean) < args.min_clean_steps and steps < args.max_steps
         )
 
+    round_no = 0
     while any(wanted(w) for w in workers.values()):
         if time.perf_counter() - t_begin > args.max_seconds and all(
             w.clean or w.noisy for w in workers.values() if w.ready
@@ -287,7 +300,8 @@ def run_group(
             break
         for w in workers.values():
             if wanted(w):
-                w.step(args.max_foreign_cores)
+                w.step(args.max_foreign_cores, round_no)
+        round_no += 1
     rows = []
     for (arch, _), w in workers.items():
         rows.append({"arch": arch, "preset": preset, "seq_len": seq_len} | w.finish())
@@ -326,6 +340,20 @@ def _skip_reason(
     return None
 
 
+def paired_ratio(row: dict, ref: dict) -> str:
+    """ref's step time over row's, per round where both stepped clean: median
+    [quartiles] (n). Steps of one round ran back to back, so a change of the
+    machine's speed between rounds cancels; the spread is the ratio's noise."""
+    both = sorted(set(row.get("rounds", {})) & set(ref.get("rounds", {})))
+    ratios = [ref["rounds"][k] / row["rounds"][k] for k in both]
+    if not ratios:
+        return ""
+    if len(ratios) < 4:
+        return f"{statistics.median(ratios):.2f}x ({len(ratios)})"
+    q1, q2, q3 = statistics.quantiles(ratios, n=4)
+    return f"{q2:.2f}x [{q1:.2f}-{q3:.2f}] ({len(ratios)})"
+
+
 def _group_key(r: dict) -> tuple:
     return tuple(
         r.get(k)
@@ -335,30 +363,36 @@ def _group_key(r: dict) -> tuple:
 
 def format_table(rows: list[dict], peaks: dict[str, float]) -> str:
     """Markdown table of all rows, speed and memory against the Llama row with
-    the same settings, MFU against the matmul peak of the row's precision."""
+    the same settings, MFU against the matmul peak of the row's precision.
+
+    "vs Llama" divides the two rows' median tokens/s; "paired" takes the
+    ratio within each round (see paired_ratio)."""
     head = (
         "| model | scan path | libgomp spin | loss | precision | malloc | preset "
-        "| params | seq | batch | tokens/s | vs Llama | peak RSS (MB) | vs Llama | MFU "
-        "| clean/noisy steps | other load (cores) | status |"
+        "| params | seq | batch | tokens/s | vs Llama | paired [quartiles] (rounds) "
+        "| peak RSS (MB) | vs Llama | MFU | clean/noisy steps | other load (cores) "
+        "| status |"
     )
-    lines = [head, "|" + "---|" * 18]
+    lines = [head, "|" + "---|" * 19]
     llama = {
         _group_key(r): r for r in rows if r["arch"] == "llama" and "tokens_per_s" in r
     }
     for r in rows:
         ref = llama.get(_group_key(r))
-        speed = memory = mfu = ""
+        speed = paired = memory = mfu = ""
         if "tokens_per_s" in r:
             peak = peaks[r["precision"]]
             mfu = f"{r['tokens_per_s'] * model_flops_per_token(r) / 1e9 / peak:.1%}"
             if ref and r is not ref:
                 speed = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}x"
+                paired = paired_ratio(r, ref)
                 memory = f"{r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x"
         lines.append(
             f"| {r['arch']} | {r.get('scan_path', '')} | {r.get('omp_spin', '')} "
             f"| {r.get('loss', '')} | {r.get('precision', '')} | {r.get('malloc', '')} "
             f"| {r['preset']} | {r.get('params', '')} "
-            f"| {r['seq_len']} | {r.get('batch', '')} | {r.get('tokens_per_s', '')} | {speed} "
+            f"| {r['seq_len']} | {r.get('batch', '')} | {r.get('tokens_per_s', '')} "
+            f"| {speed} | {paired} "
             f"| {r.get('peak_rss_mb', '')} | {memory} | {mfu} "
             f"| {r.get('clean_steps', '')}/{r.get('noisy_steps', '')} "
             f"| {r.get('foreign_cores', '')} | {r['status']} |"
