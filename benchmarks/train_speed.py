@@ -208,10 +208,9 @@ class _Worker:
             omp_spin=spin, loss=loss, precision=precision, malloc=malloc
         )
         self.info = self._read()
-        self.clean: list[float] = []
+        self.rounds: dict[int, float] = {}  # round -> wall of its clean step
         self.noisy: list[float] = []
         self.foreign: list[float] = []
-        self.rounds: dict[int, float] = {}  # round -> wall of its clean step
 
     def _read(self) -> dict:
         for line in self.proc.stdout:
@@ -219,6 +218,11 @@ class _Worker:
                 return json.loads(line)
         tail = (self.proc.stderr.read().strip().splitlines() or ["no output"])[-1]
         return {"status": f"failed: {tail[:120]}"}
+
+    @property
+    def clean(self) -> list[float]:
+        """Wall times of the clean steps, in order."""
+        return list(self.rounds.values())
 
     @property
     def ready(self) -> bool:
@@ -236,7 +240,6 @@ class _Worker:
         foreign = max(0.0, busy - done["own"]) / done["wall"]
         self.foreign.append(foreign)
         if foreign <= max_foreign:
-            self.clean.append(done["wall"])
             self.rounds[round_no] = done["wall"]
         else:
             self.noisy.append(done["wall"])
